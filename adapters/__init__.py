@@ -1,0 +1,1 @@
+"""One module per toolkit; the only place in advbridge that imports ART, Foolbox or torchattacks."""

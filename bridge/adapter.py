@@ -1,0 +1,137 @@
+"""The one attack interface: what an adapter is, and the shared logic every adapter uses.
+
+An adapter is a table: (canonical attack, norm) -> `Entry`, naming the toolkit's class and spelling out
+every constructor argument from the spec. The base class does the lookup, the support checks, the option
+merge and the signature check (every parameter of the native class must be passed explicitly); the
+toolkit module only knows how to import its classes and how to run one on a batch.
+"""
+
+from __future__ import annotations
+
+import importlib
+import inspect
+from abc import ABC, abstractmethod
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from bridge.shared_model import SharedModel
+from bridge.spec import AttackSpec
+
+# Toolkit name -> module in adapters/ holding `ADAPTER`; imported only when a toolkit is used.
+ADAPTER_MODULES = {
+    "art": "adapters.art_adapter",
+    "foolbox": "adapters.foolbox_adapter",
+    "torchattacks": "adapters.torchattacks_adapter",
+}
+
+AttackFn = Callable[[torch.Tensor, torch.Tensor, "torch.Tensor | None"], torch.Tensor]
+
+
+class Unsupported(Exception):
+    """The toolkit lacks this combination; the message is the reason shown to the user."""
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One row of an adapter's table."""
+
+    native: str  # the toolkit's class name
+    kwargs: Callable[[AttackSpec, int], dict[str, Any]]  # (spec, n_classes) -> every constructor argument
+    losses: tuple[str, ...]  # losses this class optimises; the spec's loss must be one of them
+    targeted: bool = True  # whether the class has a targeted mode
+    call: Callable[[AttackSpec], dict[str, Any]] = field(default=lambda spec: {})  # call-time arguments
+    unsupported: Callable[[AttackSpec], str | None] = field(default=lambda spec: None)  # per-spec refusals
+    notes: str = ""  # differences in meaning from the other toolkits, shown in results and docs
+
+
+@dataclass(frozen=True)
+class Translation:
+    """A spec translated into one toolkit's terms: what the cell will construct and call, verbatim."""
+
+    toolkit: str
+    native: str
+    kwargs: dict[str, Any]
+    call_kwargs: dict[str, Any]
+    notes: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "toolkit": self.toolkit,
+            "native_class": self.native,
+            "constructor": {k: _jsonable(v) for k, v in self.kwargs.items()},
+            "call": {k: _jsonable(v) for k, v in self.call_kwargs.items()},
+            "notes": self.notes,
+        }
+
+
+def _jsonable(value: Any) -> Any:
+    if isinstance(value, float) and np.isinf(value):
+        return "inf"
+    if isinstance(value, (np.generic,)):
+        return value.item()
+    return value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else repr(value)
+
+
+class ToolkitAdapter(ABC):
+    """Base of the three adapters: table lookup, support checks, explicit-argument checks, output type."""
+
+    name: str
+    table: dict[tuple[str, str], Entry]
+    # Constructor parameters the adapter fills at build time (the model or estimator), not from the spec.
+    wired: frozenset[str] = frozenset()
+
+    def translate(self, spec: AttackSpec, n_classes: int) -> Translation:
+        """The native class and arguments for `spec`, or `Unsupported` with the reason."""
+        entry = self.table.get((spec.attack, spec.norm))
+        if entry is None:
+            norms = sorted(n for a, n in self.table if a == spec.attack)
+            has = f" (it has {spec.attack} for {', '.join(norms)})" if norms else ""
+            raise Unsupported(f"{self.name} has no {spec.attack} for norm {spec.norm}{has}")
+        if spec.loss not in entry.losses:
+            raise Unsupported(f"{self.name} {entry.native} optimises {', '.join(entry.losses)}, not loss '{spec.loss}'")
+        if spec.targeted != "none" and not entry.targeted:
+            raise Unsupported(f"{self.name} {entry.native} has no targeted mode")
+        reason = entry.unsupported(spec)
+        if reason:
+            raise Unsupported(reason)
+        kwargs = {**entry.kwargs(spec, n_classes), **spec.options}
+        return Translation(self.name, entry.native, kwargs, entry.call(spec), entry.notes)
+
+    def check(self, translation: Translation) -> None:
+        """Options must name real parameters, and every parameter must be passed (no toolkit defaults)."""
+        params = self.signature(translation.native)
+        unknown = sorted(set(translation.kwargs) - set(params))
+        if unknown:
+            raise ValueError(
+                f"{self.name} {translation.native} has no parameter {', '.join(unknown)}; "
+                f"it takes: {', '.join(sorted(params - self.wired))}"
+            )
+        missing = sorted(params - self.wired - set(translation.kwargs))
+        if missing:
+            raise AssertionError(f"adapter {self.name} leaves {translation.native}({', '.join(missing)}) to defaults")
+
+    def signature(self, native: str) -> set[str]:
+        sig = inspect.signature(self.native_class(native))
+        kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
+        return {n for n, p in sig.parameters.items() if p.kind not in kinds}
+
+    @abstractmethod
+    def native_class(self, native: str) -> type:
+        """Import the toolkit lazily and return the class named `native`."""
+
+    @abstractmethod
+    def build(self, translation: Translation, spec: AttackSpec, model: SharedModel) -> AttackFn:
+        """An attack function (x, y, targets) -> x_adv for batches on the model's device."""
+
+    @staticmethod
+    def output(x_adv: Any, model: SharedModel) -> torch.Tensor:
+        """Every adapter returns float32 torch tensors on the model's device, detached."""
+        return torch.as_tensor(x_adv).detach().to(device=model.device, dtype=torch.float32)
+
+
+def get_adapter(toolkit: str) -> ToolkitAdapter:
+    return importlib.import_module(ADAPTER_MODULES[toolkit]).ADAPTER

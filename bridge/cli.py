@@ -1,0 +1,167 @@
+"""The `advbridge` command: run, validate, list, ui. Heavy imports happen inside the commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+from typing import Any
+
+UI_HOST, UI_PORT = "127.0.0.1", 5000
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="advbridge",
+        description="Run adversarial-robustness studies across ART, Foolbox and torchattacks, tracked in MLflow.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sets = {"action": "append", "default": [], "metavar": "KEY.PATH=VALUE", "help": "override a scenario value"}
+
+    run = sub.add_parser("run", help="run a scenario file and record it in MLflow")
+    run.add_argument("scenario")
+    run.add_argument("--set", dest="overrides", **sets)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+    val = sub.add_parser("validate", help="check a scenario file without running it")
+    val.add_argument("scenario")
+    val.add_argument("--set", dest="overrides", **sets)
+
+    lst = sub.add_parser("list", help="list what advbridge offers")
+    lst.add_argument("what", choices=["attacks"])
+    lst.add_argument("--format", choices=["text", "markdown"], default="text")
+
+    ui = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 against advbridge's store")
+    ui.add_argument("--port", type=int, default=UI_PORT)
+    ui.add_argument("--uri", help="tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)")
+    return p
+
+
+def attack_table() -> list[dict[str, str]]:
+    """Canonical attack x norm, with each toolkit's native class (or '-' where it has none)."""
+    from bridge.adapter import ADAPTER_MODULES, get_adapter
+    from bridge.catalogue import CATALOGUE
+
+    adapters = {name: get_adapter(name) for name in ADAPTER_MODULES}
+    rows = []
+    for attack, info in CATALOGUE.items():
+        for norm in info.norms:
+            row = {"attack": attack, "norm": norm, "kind": "fixed-eps" if info.kind == "fixed" else "minimum-norm"}
+            for name, adapter in adapters.items():
+                entry = adapter.table.get((attack, norm))
+                row[name] = entry.native if entry else "-"
+            rows.append(row)
+    return rows
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    import pandas as pd
+
+    table = pd.DataFrame(attack_table())
+    print(table.to_markdown(index=False) if args.format == "markdown" else table.to_string(index=False))
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bridge.scenario import load
+
+    plan = load(args.scenario, args.overrides)
+    unsupported = [c for c in plan.cells if c.unsupported]
+    print(f"{args.scenario}: valid, {len(plan.cells)} cells ({len(unsupported)} unsupported)")
+    for cell in unsupported:
+        print(f"  unsupported: {cell.spec.label}: {cell.unsupported}")
+    return 0
+
+
+def _cell_text(row: Any) -> str:
+    if row.status != "ok":
+        return row.status.split(":")[0]
+    text = f"{row.robust_accuracy:.3f}"
+    return text if row.eps == row.eps and row.eps is not None else f"{text} (l2 {row.l2_mean:.2f})"
+
+
+def print_summary(table: Any) -> None:
+    """The cross-toolkit comparison: robust accuracy per (attack, norm, eps) row and toolkit column."""
+    from rich.console import Console
+    from rich.table import Table
+
+    table = table.assign(
+        cell=[_cell_text(r) for r in table.itertuples()],
+        eps_text=[("-" if e != e or e is None else f"{e:g}") for e in table["eps"]],
+    )
+    pivot = table.pivot_table(
+        index=["model", "attack", "norm", "targeted", "eps_text"], columns="toolkit", values="cell",
+        aggfunc="first", sort=False,
+    )  # fmt: skip
+    out = Table(title="robust accuracy (minimum-norm attacks: mean l2 distance)")
+    for name in ["model", "attack", "norm", "targeted", "eps", *pivot.columns]:
+        out.add_column(name)
+    for key, values in pivot.iterrows():
+        out.add_row(*map(str, key), *[str(v) if v == v else "" for v in values])
+    console = Console()
+    console.print(out)
+    clean = table["clean_accuracy"].dropna()
+    if len(clean):
+        console.print(f"clean accuracy: {clean.iloc[0]:.3f} on {table.attrs.get('n_samples', '')} samples".strip())
+    for row in table.itertuples():
+        if row.status != "ok":
+            console.print(f"  {row.attack}-{row.norm} | {row.toolkit}: {row.status}", markup=False)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.runner import Runner
+    from bridge.scenario import load
+
+    plan = load(args.scenario, args.overrides)
+    table = Runner(plan, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr)).run()
+    print_summary(table)
+    eid = table.attrs["experiment_id"]
+    experiment = plan.scenario.tracking.experiment or plan.scenario.name
+    uri, parent = table.attrs["tracking_uri"], table.attrs["parent_run_id"]
+    print(f"\nRecorded in MLflow ({uri}): experiment '{experiment}' (id {eid}), parent run {parent}.")
+    from bridge.tracking import ui_url
+
+    print(f"Open it in the MLflow UI: run `advbridge ui`, then visit {ui_url(UI_HOST, UI_PORT, eid)}")
+    return 1 if table.attrs["failed"] else 0
+
+
+def ui_command(uri: str, port: int) -> list[str]:
+    """The `mlflow server` command line for advbridge's store, bound to 127.0.0.1 only."""
+    from bridge.tracking import artifact_root
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", UI_HOST]
+    cmd += ["--port", str(port), "--workers", "1"]
+    root = artifact_root(uri)
+    if root is not None:
+        cmd += ["--artifacts-destination", str(root)]
+    return cmd
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from bridge.tracking import resolve_uri, ui_url
+
+    uri = resolve_uri(args.uri)
+    print(f"MLflow UI for {uri} at {ui_url(UI_HOST, args.port)} (Ctrl-C stops it)", flush=True)
+    # The job runner is only for MLflow's GenAI features; without it the server needs ~250 MB, not ~2 GB.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    try:
+        return subprocess.call(ui_command(uri, args.port), env=env)
+    except KeyboardInterrupt:
+        return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bridge.scenario import ScenarioError
+
+    commands = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "ui": cmd_ui}
+    try:
+        return commands[args.command](args)
+    except ScenarioError as exc:
+        print(f"advbridge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,306 @@
+"""Runs a planned scenario: one shared model on one device, every cell through its adapter, every number
+computed by the bridge, every run and artifact recorded in MLflow."""
+
+from __future__ import annotations
+
+import random
+import time
+import traceback
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bridge.scenario import Cell, Plan, load, load_raw
+from bridge.shared_model import SharedModel, resolve_device
+
+TABLE_COLUMNS = [
+    "model", "dataset", "attack", "norm", "eps", "targeted", "toolkit", "native_class", "status",
+    "clean_accuracy", "robust_accuracy", "attack_success_rate", "linf_mean", "linf_max", "l2_mean", "l2_max",
+    "l0_mean", "budget_violations", "wall_time_s", "samples_per_s", "forward_calls", "backward_calls",
+    "forward_samples", "backward_samples", "run_id",
+]  # fmt: skip
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_targets(mode: str, y: torch.Tensor, clean_logits: torch.Tensor, seed: int) -> torch.Tensor | None:
+    """Target labels, the same for every toolkit: uniform over the other classes, or the least likely one."""
+    if mode == "none":
+        return None
+    if mode == "least_likely":
+        return clean_logits.argmin(1).to(y.device)
+    n_classes = clean_logits.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, n_classes, (len(y),), generator=gen).to(y.device)
+    return (y + shift) % n_classes
+
+
+@dataclass
+class Victim:
+    """The shared model with the evaluation data on its device and its clean outputs, computed once."""
+
+    model: SharedModel
+    x: torch.Tensor
+    y: torch.Tensor
+    clean_logits: torch.Tensor
+    record: dict[str, Any]
+    dataset: str
+
+    @property
+    def clean_pred(self) -> torch.Tensor:
+        return self.clean_logits.argmax(1)
+
+
+def prepare_victim(plan: Plan, log: Callable[[str], None]) -> Victim:
+    from bridge.data import load_split, select
+    from bridge.models import build_model
+
+    scn = plan.scenario
+    device = resolve_device(scn.device)
+    data = select(load_split(scn.data.dataset, scn.data.split), scn.data.n_samples, scn.seed)
+    train = load_split(scn.data.dataset, "train")
+    net, record = build_model(scn.model.arch, train, scn.model.training.model_dump(), log=log)
+    model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, name=scn.model.arch)
+    x, y = data.x.to(model.device), data.y.to(model.device)
+    return Victim(model, x, y, model.predict(x, scn.batch_size), record, data.name)
+
+
+def attack_cell(cell: Cell, victim: Victim) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
+    """Run one cell in batches; returns x_adv, the targets and the cost metrics measured by the bridge."""
+    from bridge.adapter import get_adapter
+
+    spec, model = cell.spec, victim.model
+    seed_everything(spec.seed)
+    targets = make_targets(spec.targeted, victim.y, victim.clean_logits, spec.seed)
+    adapter = get_adapter(spec.toolkit)
+    b = spec.batch_size
+    with model.eval_mode(), model.counting() as counters:
+        start = time.perf_counter()
+        attack = adapter.build(cell.translation, spec, model)
+        chunks = [
+            attack(victim.x[i : i + b], victim.y[i : i + b], None if targets is None else targets[i : i + b])
+            for i in range(0, len(victim.y), b)
+        ]
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        wall = time.perf_counter() - start
+    x_adv = torch.cat(chunks)
+    if x_adv.shape != victim.x.shape or x_adv.dtype != torch.float32 or x_adv.device != model.device:
+        raise TypeError(f"adapter returned {tuple(x_adv.shape)} {x_adv.dtype} on {x_adv.device}")
+    cost = {"wall_time_s": wall, "samples_per_s": len(victim.y) / wall if wall > 0 else float("inf")}
+    return x_adv, targets, {**cost, **counters.as_metrics()}
+
+
+class Runner:
+    """One execution of a plan: a parent run, a child run per supported cell, the comparison on the parent."""
+
+    def __init__(self, plan: Plan, progress: bool = True, log: Callable[[str], None] = print):
+        self.plan = plan
+        self.progress = progress
+        self.log = log
+        self.experiment_id: str | None = None
+
+    def run(self) -> pd.DataFrame:
+        import mlflow
+
+        from bridge import tracking
+
+        scn = self.plan.scenario
+        uri = tracking.resolve_uri(scn.tracking.uri)
+        experiment_id = self.experiment_id = tracking.setup(uri, scn.tracking.experiment or scn.name)
+        victim = prepare_victim(self.plan, self.log)
+        parent = mlflow.start_run(experiment_id=experiment_id, run_name=scn.name, tags=self._tags(victim))
+        try:
+            self._log_parent_inputs(victim)
+            rows = [self._run_cell(cell, victim) for cell in self._iterate(self.plan.cells)]
+            table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+            self._log_comparison(table)
+            ran = table[~table["status"].str.startswith("unsupported")]
+            failed = bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
+        except KeyboardInterrupt:
+            mlflow.end_run("KILLED")
+            raise
+        except BaseException:
+            mlflow.end_run("FAILED")
+            raise
+        mlflow.end_run("FAILED" if failed else "FINISHED")
+        table.attrs.update(
+            tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent.info.run_id, failed=failed
+        )
+        return table
+
+    def _iterate(self, cells: list[Cell]) -> Iterable[Cell]:
+        if not self.progress:
+            yield from cells
+            return
+        from rich.console import Console
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
+        with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
+            task = bar.add_task("cells", total=len(cells))
+            for cell in cells:
+                bar.update(task, description=f"{cell.spec.label:<42}")
+                yield cell
+                bar.advance(task)
+
+    def _tags(self, victim: Victim) -> dict[str, str]:
+        return {"model": victim.model.name, "dataset": victim.dataset, "scenario": self.plan.scenario.name}
+
+    def _log_parent_inputs(self, victim: Victim) -> None:
+        import mlflow
+
+        scn = self.plan.scenario
+        if self.plan.source:
+            mlflow.log_text(self.plan.source, f"scenario/{Path(self.plan.path).name}")
+        resolved = {
+            "scenario": scn.model_dump(mode="json"),
+            "cells": [
+                {**c.spec.params(), **({"unsupported": c.unsupported} if c.unsupported else c.translation.as_dict())}
+                for c in self.plan.cells
+            ],
+        }
+        mlflow.log_dict(resolved, "scenario/resolved.yaml")
+        record = {k: v for k, v in victim.record.items() if k != "loss_curve"}
+        mlflow.log_dict(record, "model/record.json")
+        mlflow.log_params(
+            {
+                "seed": scn.seed,
+                "device": str(victim.model.device),
+                "batch_size": scn.batch_size,
+                "n_samples": len(victim.y),
+                "data.split": scn.data.split,
+                "model.arch": scn.model.arch,
+                "model.sha256": victim.record["sha256"],
+                "cells": len(self.plan.cells),
+            }
+        )
+        clean = float((victim.clean_pred == victim.y).float().mean())
+        mlflow.log_metrics({"clean_accuracy": clean, **self._curve(victim.record)})
+
+    @staticmethod
+    def _curve(record: dict[str, Any]) -> dict[str, float]:
+        return {"train_time_s": record["train_time_s"]} if record.get("trained") else {}
+
+    def _base_row(self, cell: Cell, victim: Victim, status: str) -> dict[str, Any]:
+        spec = cell.spec
+        return {
+            "model": victim.model.name,
+            "dataset": victim.dataset,
+            "attack": spec.attack,
+            "norm": spec.norm,
+            "eps": spec.eps,
+            "targeted": spec.targeted,
+            "toolkit": spec.toolkit,
+            "native_class": cell.translation.native if cell.translation else None,
+            "status": status,
+        }
+
+    def _run_cell(self, cell: Cell, victim: Victim) -> dict[str, Any]:
+        import mlflow
+
+        from bridge import plots
+        from bridge.adapter import Unsupported
+        from bridge.metrics import evaluate_cell
+
+        if cell.unsupported:
+            self.log(f"unsupported: {cell.spec.label}: {cell.unsupported}")
+            return self._base_row(cell, victim, f"unsupported: {cell.unsupported}")
+        spec, model = cell.spec, victim.model
+        tags = {
+            **self._tags(victim),
+            "toolkit": spec.toolkit,
+            "attack": spec.attack,
+            "norm": spec.norm,
+            "eps": "none" if spec.eps is None else f"{spec.eps:g}",
+            "targeted": spec.targeted,
+            "native_class": cell.translation.native,
+        }
+        if cell.translation.notes:
+            tags["notes"] = cell.translation.notes
+        row = self._base_row(cell, victim, "ok")
+        try:
+            x_adv, targets, cost = attack_cell(cell, victim)
+        except Unsupported as exc:  # some refusals depend on the model (its bounds), known only at build time
+            self.log(f"unsupported: {spec.label}: {exc}")
+            return {**row, "status": f"unsupported: {exc}"}
+        except Exception as exc:
+            error = (exc, traceback.format_exc())
+        else:
+            error = None
+        try:
+            with mlflow.start_run(experiment_id=self.experiment_id, run_name=spec.label, nested=True, tags=tags) as run:
+                row["run_id"] = run.info.run_id
+                mlflow.log_params({**spec.params(), "native_class": cell.translation.native})
+                mlflow.log_dict(cell.translation.as_dict(), "translation.json")
+                if error is not None:
+                    mlflow.log_text(error[1], "error.txt")
+                    mlflow.set_tags({"status": "failed", "error": _one_line(error[0])})
+                    raise error[0]
+                adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
+                result = evaluate_cell(
+                    victim.x, x_adv, victim.y, victim.clean_pred, adv_pred,
+                    norm=spec.norm, eps=spec.eps, fixed_budget=spec.kind == "fixed",
+                    bounds=model.bounds, targets=targets,
+                )  # fmt: skip
+                metrics = {**result.metrics, **cost}
+                mlflow.log_metrics(metrics)
+                mlflow.set_tag("status", "ok")
+                mlflow.log_text(result.per_sample.to_csv(), "per_sample.csv")
+                fig = plots.sample_grid(victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, model.bounds)
+                mlflow.log_figure(fig, "samples.png")
+                plots.plt.close(fig)
+                row.update(metrics)
+        except Exception as exc:
+            self.log(f"failed: {spec.label}: {_one_line(exc)}")
+            row["status"] = f"failed: {_one_line(exc)}"
+        return row
+
+    def _log_comparison(self, table: pd.DataFrame) -> None:
+        import mlflow
+
+        from bridge import plots
+
+        counts = table["status"].str.extract(r"^(ok|failed|unsupported)")[0].value_counts()
+        mlflow.log_metrics({f"cells_{k}": float(counts.get(k, 0)) for k in ("ok", "failed", "unsupported")})
+        mlflow.log_text(table.to_csv(index=False), "comparison/comparison.csv")
+        markdown = table.drop(columns=["run_id"]).to_markdown(index=False, floatfmt=".4g")
+        mlflow.log_text(markdown, "comparison/comparison.md")
+        mlflow.log_table(table.astype({"eps": "float64"}), "comparison/comparison.json")
+        mlflow.set_tag("mlflow.note.content", f"# {self.plan.scenario.name}\n\n{markdown}")
+        ok = table[(table["status"] == "ok") & table["eps"].notna()]
+        for (model, attack, norm, targeted), rows in ok.groupby(["model", "attack", "norm", "targeted"]):
+            title = f"{attack} {norm}" + ("" if targeted == "none" else f" targeted={targeted}") + f" ({model})"
+            fig = plots.robustness_curve(rows, title)
+            suffix = "" if targeted == "none" else f"-{targeted}"
+            mlflow.log_figure(fig, f"plots/{model}/robust_accuracy_vs_eps-{attack}-{norm}{suffix}.png")
+            plots.plt.close(fig)
+
+
+def _one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split()) or type(exc).__name__
+    return f"{type(exc).__name__}: {text}"[:500]
+
+
+def run_scenario(
+    scenario: str | Path | dict[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+) -> pd.DataFrame:
+    """Validate and run a scenario (a YAML path or the same structure as a dict); returns the comparison table.
+
+    The table's `attrs` hold `tracking_uri`, `experiment_id` and `parent_run_id`.
+    """
+    plan = load_raw(scenario, overrides) if isinstance(scenario, dict) else load(scenario, overrides)
+    return Runner(plan, progress=progress, log=log).run()

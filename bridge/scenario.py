@@ -1,0 +1,263 @@
+"""Scenario files: the YAML schema, `--set` overrides, grid expansion, and validation in full.
+
+Everything is checked before anything runs: an unknown key, a wrong type, an unknown attack or toolkit,
+an impossible combination or an option the native class does not take gives one `ScenarioError` line
+naming the file, the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import re
+import types
+import typing
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+
+from bridge.catalogue import CATALOGUE
+from bridge.data import DATASETS
+from bridge.models import ARCHITECTURES
+from bridge.spec import TOOLKITS, AttackSpec, SpecError, resolve_attack
+
+
+class ScenarioError(ValueError):
+    """A scenario that cannot run; str() is the one-line message shown to the user."""
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+def _number(value: Any) -> Any:
+    """Numbers, or fractions written as text such as '8/255' (the usual way to state image budgets)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*", value):
+        num, den = (Fraction(p.strip()) for p in value.split("/"))
+        return float(num / den)
+    return value
+
+
+Budget = Annotated[float, BeforeValidator(_number)]
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    dataset: Literal[tuple(DATASETS)] = "digits"  # type: ignore[valid-type]
+    split: Literal["train", "test"] = "test"
+    n_samples: int | None = Field(default=None, gt=0)
+
+
+class TrainingConfig(Strict):
+    epochs: int = Field(default=20, gt=0)
+    lr: float = Field(default=1e-3, gt=0)
+    batch_size: int = Field(default=64, gt=0)
+    seed: int = 0
+
+
+class ModelConfig(Strict):
+    arch: Literal[tuple(ARCHITECTURES)] = "small_cnn"  # type: ignore[valid-type]
+    training: TrainingConfig = TrainingConfig()
+
+
+class TrackingConfig(Strict):
+    uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db
+    experiment: str | None = None  # default: the scenario name
+
+
+class AttackEntry(Strict):
+    """One line of the attack grid; `toolkit` and `eps` may be lists, expanded into cells."""
+
+    attack: Literal[tuple(CATALOGUE)]  # type: ignore[valid-type]
+    toolkit: Annotated[list[Literal[TOOLKITS]], BeforeValidator(_as_list)] = list(TOOLKITS)  # type: ignore[valid-type]
+    norm: Literal["linf", "l2", "l1", "l0"]
+    eps: Annotated[list[Budget | None], BeforeValidator(_as_list)] = [None]
+    steps: int | None = None
+    step_size: Budget | None = None
+    random_start: bool | None = None
+    restarts: int | None = None
+    targeted: Literal["none", "random", "least_likely"] = "none"
+    loss: str | None = None
+    seed: int | None = None
+    decay: float | None = None
+    confidence: float | None = None
+    initial_const: float | None = None
+    binary_search_steps: int | None = None
+    overshoot: float | None = None
+    candidates: int | None = None
+    options: dict[str, Any] = {}
+
+
+class Scenario(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    seed: int = 0
+    device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    batch_size: int = Field(default=128, gt=0)
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    attacks: list[AttackEntry] = Field(min_length=1)
+    tracking: TrackingConfig = TrackingConfig()
+
+
+@dataclass
+class Cell:
+    """One grid cell: its spec, and either its translation or why the toolkit cannot run it."""
+
+    index: int  # the attack entry it came from
+    spec: AttackSpec
+    translation: Any = None  # bridge.adapter.Translation
+    unsupported: str | None = None
+
+
+@dataclass
+class Plan:
+    """A validated scenario, ready to run."""
+
+    source: str  # the file as written ('' for a scenario built in Python)
+    path: str
+    scenario: Scenario
+    cells: list[Cell]
+    raw: dict[str, Any]
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at `loc` (the parent of an unknown key), found by walking the schema."""
+    node: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = node.model_fields[part].annotation
+        for _ in range(3):  # unwrap Optional[...] and list[...]
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel) or not args:
+                break
+            if typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
+                annotation = args[0]
+        node = annotation
+    return list(node.model_fields)
+
+
+def _pydantic_message(err: ValidationError) -> str:
+    # An unknown key is usually a misspelt one, which also makes its intended key "missing": report it first.
+    first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(_fields_at(Scenario, loc[:-1]))
+        msg = f"{_path(loc)}: unknown key; allowed: {allowed}"
+    elif first["type"] == "missing":
+        msg = f"{_path(loc)}: required key is missing"
+    else:
+        msg = f"{_path(loc)}: {first['msg']} (got {first['input']!r})"
+    more = len(err.errors()) - 1
+    return msg + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`key.path=value` assignments (YAML values; list items by index, e.g. attacks.0.steps=40)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ScenarioError(f"--set {item}: expected key.path=value")
+        node: Any = raw
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ScenarioError(f"--set {item}: '{part}' is not an index of {'.'.join(parts[:i])}")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ScenarioError(f"--set {item}: {'.'.join(parts[:i])} is not a mapping")
+            if last:
+                node[part] = yaml.safe_load(value)
+            else:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
+    return raw
+
+
+def expand(scenario: Scenario) -> list[tuple[int, str, AttackSpec]]:
+    """The grid: each entry x its toolkits x its eps values, as resolved specs (with key paths for errors)."""
+    cells = []
+    for i, entry in enumerate(scenario.attacks):
+        fields = entry.model_dump(exclude={"toolkit", "eps"})
+        fields["seed"] = scenario.seed if entry.seed is None else entry.seed
+        for eps in entry.eps:
+            for toolkit in entry.toolkit:
+                try:
+                    spec = resolve_attack({**fields, "toolkit": toolkit, "eps": eps, "batch_size": scenario.batch_size})
+                except SpecError as exc:
+                    raise ScenarioError(f"attacks[{i}].{exc.field}: {exc.message}") from None
+                cells.append((i, toolkit, spec))
+    return cells
+
+
+def plan_scenario(scenario: Scenario, n_classes: int) -> list[Cell]:
+    """Translate every cell through its adapter; refuse entries no listed toolkit can run."""
+    from bridge.adapter import Unsupported, get_adapter
+
+    cells: list[Cell] = []
+    for i, toolkit, spec in expand(scenario):
+        adapter = get_adapter(toolkit)
+        try:
+            translation = adapter.translate(spec, n_classes)
+        except Unsupported as exc:
+            cells.append(Cell(i, spec, unsupported=str(exc)))
+            continue
+        try:
+            adapter.check(translation)
+        except ValueError as exc:
+            raise ScenarioError(f"attacks[{i}].options: {exc}") from None
+        cells.append(Cell(i, spec, translation))
+    for i, entry in enumerate(scenario.attacks):
+        mine = [c for c in cells if c.index == i]
+        if all(c.unsupported for c in mine):
+            reasons = "; ".join(sorted({c.unsupported for c in mine}))
+            raise ScenarioError(f"attacks[{i}]: no listed toolkit can run {entry.attack} {entry.norm}: {reasons}")
+    return cells
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Plan:
+    """Read, override, validate and plan a scenario file; any problem is one ScenarioError line."""
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return load_raw(raw, overrides, source=source, path=str(path))
+
+
+def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", path: str = "<scenario dict>") -> Plan:
+    """Validate and plan a scenario given as a mapping (what the YAML file holds)."""
+    from bridge.data import n_classes
+
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: (top level): expected a mapping of scenario keys")
+    raw = copy.deepcopy(raw)
+    try:
+        raw = apply_overrides(raw, overrides or [])
+        scenario = Scenario.model_validate(raw)
+        cells = plan_scenario(scenario, n_classes(scenario.data.dataset))
+    except ValidationError as exc:
+        raise ScenarioError(f"{path}: {_pydantic_message(exc)}") from None
+    except ScenarioError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    return Plan(source, path, scenario, cells, raw)

@@ -1,0 +1,112 @@
+"""The shared model: one network on one device, handed to every toolkit, with the bridge's own counters.
+
+Forward and backward passes are counted by hooks on the network itself, so every toolkit is measured the
+same way whatever wrapper it puts around the module. Attacks run in eval mode; the previous mode of every
+submodule is restored afterwards.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+
+def resolve_device(device: str) -> torch.device:
+    """`auto` means cuda when available, else cpu; anything else is passed to torch as written."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    return torch.device(device)
+
+
+@dataclass
+class Counters:
+    """Passes through the network: calls (batched invocations) and samples (batch items)."""
+
+    forward_calls: int = 0
+    forward_samples: int = 0
+    backward_calls: int = 0
+    backward_samples: int = 0
+
+    def as_metrics(self) -> dict[str, float]:
+        return {k: float(v) for k, v in vars(self).items()}
+
+
+class SharedModel(nn.Module):
+    """Wraps a classifier mapping inputs in `bounds` to logits; this module is what toolkits receive.
+
+    It is a plain nn.Module (never nn.Sequential) so that wrappers which walk Sequential children, as
+    ART's does, still call it as a whole and the counting hooks fire.
+    """
+
+    def __init__(
+        self,
+        net: nn.Module,
+        input_shape: tuple[int, ...],
+        n_classes: int,
+        bounds: tuple[float, float] = (0.0, 1.0),
+        device: torch.device | str = "cpu",
+        name: str = "model",
+    ):
+        super().__init__()
+        self.net = net
+        self.input_shape = tuple(input_shape)
+        self.n_classes = n_classes
+        self.bounds = (float(bounds[0]), float(bounds[1]))
+        self.name = name
+        self._counters: Counters | None = None
+        self.net.register_forward_hook(self._on_forward)
+        self.to(torch.device(device))
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.net.parameters()).device
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net(x)
+
+    def _on_forward(self, _module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+        counters = self._counters
+        if counters is None:
+            return
+        batch = int(inputs[0].shape[0])
+        counters.forward_calls += 1
+        counters.forward_samples += batch
+        if output.requires_grad:
+
+            def on_backward(grad: torch.Tensor) -> None:
+                counters.backward_calls += 1
+                counters.backward_samples += batch
+
+            output.register_hook(on_backward)
+
+    @contextmanager
+    def counting(self) -> Iterator[Counters]:
+        """Count passes made inside the block."""
+        counters = Counters()
+        self._counters = counters
+        try:
+            yield counters
+        finally:
+            self._counters = None
+
+    @contextmanager
+    def eval_mode(self) -> Iterator[SharedModel]:
+        """Eval mode inside the block; every submodule's previous mode restored after."""
+        modes = {m: m.training for m in self.modules()}
+        self.eval()
+        try:
+            yield self
+        finally:
+            for module, training in modes.items():
+                module.train(training)
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:
+        """Logits for x, batched, on the model's device (not counted as attack passes)."""
+        with self.eval_mode():
+            outs = [self(x[i : i + batch_size].to(self.device)) for i in range(0, len(x), batch_size)]
+        return torch.cat(outs) if outs else torch.empty(0, self.n_classes, device=self.device)

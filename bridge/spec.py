@@ -1,0 +1,111 @@
+"""One attack spec: the toolkit-independent description of one cell, resolved to explicit values.
+
+`resolve_attack` turns what a scenario wrote into a complete spec: it checks the combination against the
+catalogue, fills the bridge's defaults, and derives eps-dependent step sizes, so that adapters receive
+only explicit values and never fall back on a toolkit default.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict
+
+from bridge.catalogue import CATALOGUE, TUNING_FIELDS
+
+TOOLKITS = ("art", "foolbox", "torchattacks")
+LOSSES = ("ce", "dlr", "margin", "logits")
+
+
+class SpecError(ValueError):
+    """A spec that cannot be run as written; `field` names the offending key."""
+
+    def __init__(self, field: str, message: str):
+        super().__init__(message)
+        self.field = field
+        self.message = message
+
+
+class AttackSpec(BaseModel):
+    """A fully resolved cell: every field the attack uses has a value."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attack: str
+    toolkit: str
+    norm: Literal["linf", "l2", "l1", "l0"]
+    eps: float | None = None
+    steps: int | None = None
+    step_size: float | None = None
+    random_start: bool | None = None
+    restarts: int | None = None
+    targeted: Literal["none", "random", "least_likely"] = "none"
+    loss: str | None = None
+    seed: int = 0
+    decay: float | None = None
+    confidence: float | None = None
+    initial_const: float | None = None
+    binary_search_steps: int | None = None
+    overshoot: float | None = None
+    candidates: int | None = None
+    batch_size: int = 128
+    options: dict[str, Any] = {}
+
+    @property
+    def kind(self) -> str:
+        return CATALOGUE[self.attack].kind
+
+    @property
+    def label(self) -> str:
+        """Readable cell name, e.g. `pgd-linf eps=0.1 | foolbox`."""
+        eps = "" if self.eps is None else f" eps={self.eps:g}"
+        tgt = "" if self.targeted == "none" else f" targeted={self.targeted}"
+        return f"{self.attack}-{self.norm}{eps}{tgt} | {self.toolkit}"
+
+    def params(self) -> dict[str, Any]:
+        """The spec as MLflow params: unset fields are left out, options kept as text."""
+        out = {k: v for k, v in self.model_dump().items() if v is not None and k != "options"}
+        if self.options:
+            out["options"] = repr(dict(sorted(self.options.items())))
+        return out
+
+
+def resolve_attack(raw: dict[str, Any]) -> AttackSpec:
+    """Check one cell against the catalogue and fill the bridge's explicit defaults."""
+    attack = raw["attack"]
+    if attack not in CATALOGUE:
+        raise SpecError("attack", f"unknown attack '{attack}'; allowed: {', '.join(CATALOGUE)}")
+    info = CATALOGUE[attack]
+    if raw["toolkit"] not in TOOLKITS:
+        raise SpecError("toolkit", f"unknown toolkit '{raw['toolkit']}'; allowed: {', '.join(TOOLKITS)}")
+    if raw["norm"] not in info.norms:
+        raise SpecError("norm", f"{attack} is defined for norms {', '.join(info.norms)}, not '{raw['norm']}'")
+    fields = dict(raw)
+    eps = fields.get("eps")
+    if info.kind == "fixed" and eps is None:
+        raise SpecError("eps", f"{attack} is a fixed-budget attack: eps is required (absolute, in input units)")
+    if eps is not None and (eps < 0 or (info.kind == "fixed" and eps == 0)):
+        raise SpecError("eps", f"eps must be > 0 for {attack}, got {eps}")
+    for name in TUNING_FIELDS:
+        if name not in info.params and fields.get(name) is not None:
+            takes = ", ".join(info.params) or "no tuning fields"
+            raise SpecError(name, f"'{name}' does not apply to {attack} (it takes: {takes})")
+    for name, value in info.defaults.items():
+        if fields.get(name) is None:
+            fields[name] = value
+    for name, rule in info.derived.items():
+        if fields.get(name) is None:
+            fields[name] = rule(fields)
+    for name in ("steps", "restarts", "binary_search_steps", "candidates"):
+        if fields.get(name) is not None and fields[name] < 1:
+            raise SpecError(name, f"{name} must be >= 1, got {fields[name]}")
+    if fields.get("step_size") is not None and fields["step_size"] <= 0:
+        raise SpecError("step_size", f"step_size must be > 0 (absolute, in input units), got {fields['step_size']}")
+    if (fields.get("restarts") or 1) > 1 and not fields.get("random_start"):
+        raise SpecError("restarts", "restarts > 1 needs random_start: true (restarts from the same point repeat)")
+    loss = fields.get("loss")
+    if loss is None:
+        fields["loss"] = info.loss
+    elif loss not in LOSSES:
+        raise SpecError("loss", f"unknown loss '{loss}'; allowed: {', '.join(LOSSES)}")
+    return AttackSpec(**fields)

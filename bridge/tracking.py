@@ -1,0 +1,62 @@
+"""MLflow tracking: which store, where artifacts go, and the experiment, created before any run starts.
+
+Default store: `sqlite:///mlruns/mlflow.db` with artifacts in `mlruns/artifacts/` (MLflow 3.x raises on
+the file store). A scenario's `tracking.uri`, else $MLFLOW_TRACKING_URI, overrides it; another sqlite file
+gets an `artifacts/` folder beside it; an http(s) URI uses the server's artifact store.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
+
+
+def resolve_uri(scenario_uri: str | None = None) -> str:
+    """The tracking URI in force: scenario field, else the environment, else the project default.
+
+    Relative sqlite paths are made absolute so that a server or worker started elsewhere finds them.
+    """
+    uri = scenario_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
+    db = sqlite_path(uri)
+    return f"sqlite:///{db.resolve()}" if db is not None else uri
+
+
+def sqlite_path(uri: str) -> Path | None:
+    if not uri.startswith("sqlite:///"):
+        return None
+    return Path(uri.removeprefix("sqlite:///"))
+
+
+def artifact_root(uri: str) -> Path | None:
+    """`artifacts/` beside a sqlite database; None for servers (they own their artifact store)."""
+    db = sqlite_path(uri)
+    return None if db is None else db.parent / "artifacts"
+
+
+def setup(uri: str, experiment: str) -> str:
+    """Point MLflow at `uri`, create the database and `experiment` if needed; returns the experiment id."""
+    os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    import mlflow
+
+    db = sqlite_path(uri)
+    if db is not None:
+        db.parent.mkdir(parents=True, exist_ok=True)
+    mlflow.set_tracking_uri(uri)
+    found = mlflow.get_experiment_by_name(experiment)
+    if found is not None:
+        return found.experiment_id
+    root = artifact_root(uri)
+    location = None
+    if root is not None:
+        location = (root / experiment).resolve().as_uri()
+    # The tag makes the UI open on the runs table rather than the GenAI overview.
+    return mlflow.create_experiment(
+        experiment, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
+    )
+
+
+def ui_url(host: str, port: int, experiment_id: str | None = None) -> str:
+    base = f"http://{host}:{port}/"
+    return base + (f"#/experiments/{experiment_id}/runs" if experiment_id else "")

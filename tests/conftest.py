@@ -1,0 +1,50 @@
+"""Shared fixtures: a trained digits CNN (trained once per test session into a temp cache), real data."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bridge.data import load_split, select
+from bridge.models import build_model
+from bridge.shared_model import SharedModel
+
+TRAINING = {"epochs": 20, "lr": 1e-3, "batch_size": 64, "seed": 0}
+
+
+@pytest.fixture(scope="session")
+def model_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
+    path = tmp_path_factory.mktemp("advbridge-cache")
+    mp = pytest.MonkeyPatch()
+    mp.setenv("ADVBRIDGE_CACHE", str(path))
+    yield str(path)
+    mp.undo()
+
+
+@pytest.fixture(scope="session")
+def digits_model(model_cache: str) -> SharedModel:
+    """The quickstart's small CNN, trained on the digits train split (about 97% test accuracy)."""
+    train = load_split("digits", "train")
+    net, _ = build_model("small_cnn", train, TRAINING, log=lambda _: None)
+    return SharedModel(net, train.input_shape, train.n_classes, device="cpu", name="small_cnn")
+
+
+@pytest.fixture(scope="session")
+def digits_batch() -> tuple[torch.Tensor, torch.Tensor]:
+    """64 real test images in [0,1] with their labels."""
+    data = select(load_split("digits", "test"), 64, seed=0)
+    return data.x, data.y
+
+
+@pytest.fixture
+def store(tmp_path, monkeypatch: pytest.MonkeyPatch) -> str:
+    """A real, empty MLflow sqlite store in a temp dir, selected the way users select one (the env var)."""
+    uri = f"sqlite:///{tmp_path / 'mlruns' / 'mlflow.db'}"
+    monkeypatch.setenv("MLFLOW_TRACKING_URI", uri)
+    return uri
+
+
+def write_scenario(tmp_path, text: str, name: str = "scenario.yaml"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path

@@ -1,0 +1,156 @@
+"""A scenario run writes the expected parent and child runs, metrics and artifacts into a real store."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pandas as pd
+import pytest
+import yaml
+from conftest import TRAINING, write_scenario
+from mlflow.tracking import MlflowClient
+
+from bridge import run_scenario
+
+METRICS = {
+    "clean_accuracy", "robust_accuracy", "attack_success_rate", "linf_mean", "linf_max", "l2_mean", "l2_max",
+    "l0_mean", "budget_violations", "wall_time_s", "samples_per_s", "forward_calls", "backward_calls",
+}  # fmt: skip
+
+SCENARIO = f"""
+name: e2e
+seed: 1
+batch_size: 16
+data: {{dataset: digits, split: test, n_samples: 40}}
+model: {{arch: small_cnn, training: {json.dumps(TRAINING)}}}
+attacks:
+  - {{attack: fgsm, norm: linf, eps: [0.1, 0.3], toolkit: [art, foolbox, torchattacks]}}
+  - {{attack: bim, norm: l2, eps: 1.0, steps: 3, toolkit: [foolbox, torchattacks]}}
+  # a real toolkit error at run time: ART refuses batch_size 0 when the attack is built
+  - {{attack: pgd, norm: linf, eps: 0.1, steps: 3, random_start: false, toolkit: art, options: {{batch_size: 0}}}}
+"""
+
+
+def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
+    out = set()
+    for item in client.list_artifacts(run_id, path):
+        out |= _artifacts(client, run_id, item.path) if item.is_dir else {item.path}
+    return out
+
+
+@pytest.fixture(scope="module")
+def e2e(tmp_path_factory, model_cache):
+    tmp = tmp_path_factory.mktemp("e2e")
+    uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    table = run_scenario(write_scenario(tmp, SCENARIO), log=lambda _: None)
+    yield table, MlflowClient(uri), tmp
+    mp.undo()
+
+
+def test_parent_and_child_runs(e2e) -> None:
+    table, client, _ = e2e
+    exp = client.get_experiment_by_name("e2e")
+    assert exp.experiment_id == table.attrs["experiment_id"]
+    assert exp.tags["mlflow.experimentKind"] == "custom_model_development"
+    runs = client.search_runs([exp.experiment_id])
+    parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
+    children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == table.attrs["parent_run_id"]]
+    assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert len(children) == 6 + 1 + 1  # fgsm 2x3, bim l2 in foolbox, the failing art pgd
+    names = {c.info.run_name for c in children}
+    assert "fgsm-linf eps=0.1 | foolbox" in names and "bim-l2 eps=1 | foolbox" in names
+    assert parent[0].data.metrics["cells_unsupported"] == 1  # torchattacks has no L2 BIM: reported, no child
+
+
+def test_child_metrics_params_tags(e2e) -> None:
+    table, client, _ = e2e
+    ok = table[table["status"] == "ok"]
+    assert len(ok) == 7
+    for row in ok.itertuples():
+        run = client.get_run(row.run_id)
+        assert METRICS <= set(run.data.metrics), METRICS - set(run.data.metrics)
+        assert run.data.metrics["robust_accuracy"] == pytest.approx(row.robust_accuracy)
+        for tag in ("toolkit", "attack", "norm", "eps", "model", "dataset"):
+            assert tag in run.data.tags
+        assert run.data.params["attack"] == row.attack and run.data.params["toolkit"] == row.toolkit
+        assert run.data.params["native_class"] == row.native_class
+        assert {"per_sample.csv", "samples.png", "translation.json"} <= _artifacts(client, row.run_id)
+        assert run.data.metrics["budget_violations"] == 0
+        assert run.data.metrics["forward_calls"] > 0 and run.data.metrics["backward_calls"] > 0
+
+
+def test_logged_metrics_match_the_per_sample_table(e2e) -> None:
+    table, client, tmp = e2e
+    row = table[(table["attack"] == "fgsm") & (table["toolkit"] == "torchattacks") & (table["eps"] == 0.3)].iloc[0]
+    local = client.download_artifacts(row.run_id, "per_sample.csv", str(tmp))
+    per_sample = pd.read_csv(local)
+    assert len(per_sample) == 40
+    assert row.robust_accuracy == pytest.approx(per_sample["robust"].mean())
+    assert row.clean_accuracy == pytest.approx(per_sample["clean_correct"].mean())
+    assert row.linf_max == pytest.approx(0.3, abs=1e-6)  # FGSM moves interior pixels by exactly eps
+    assert row.attack_success_rate == pytest.approx(per_sample["success"].sum() / per_sample["clean_correct"].sum())
+    # FGSM: one forward and one backward per batch of 16 (40 samples -> 3 batches)
+    assert (row.forward_calls, row.backward_calls, row.forward_samples) == (3, 3, 40)
+    # the larger budget is never weaker
+    small = table[(table["attack"] == "fgsm") & (table["toolkit"] == "torchattacks") & (table["eps"] == 0.1)]
+    assert row.robust_accuracy <= small.iloc[0].robust_accuracy
+
+
+def test_failed_cell_is_recorded_and_study_goes_on(e2e) -> None:
+    table, client, _ = e2e
+    failed = table[table["status"].str.startswith("failed")]
+    assert len(failed) == 1 and failed.iloc[0].toolkit == "art"
+    run = client.get_run(failed.iloc[0].run_id)
+    assert run.info.status == "FAILED"
+    assert "error.txt" in _artifacts(client, run.info.run_id)
+    assert "batch" in run.data.tags["error"].lower()
+
+
+def test_parent_artifacts(e2e) -> None:
+    table, client, tmp = e2e
+    parent_id = table.attrs["parent_run_id"]
+    arts = _artifacts(client, parent_id)
+    assert {
+        "scenario/scenario.yaml",
+        "scenario/resolved.yaml",
+        "model/record.json",
+        "comparison/comparison.csv",
+        "comparison/comparison.md",
+        "comparison/comparison.json",
+        "plots/small_cnn/robust_accuracy_vs_eps-fgsm-linf.png",
+    } <= arts, arts
+    csv = pd.read_csv(client.download_artifacts(parent_id, "comparison/comparison.csv", str(tmp)))
+    assert len(csv) == len(table) == 9
+    assert csv["status"].str.startswith("unsupported: torchattacks has no bim for norm l2").sum() == 1
+    logged = client.load_table(table.attrs["experiment_id"], "comparison/comparison.json", run_ids=[parent_id])
+    assert len(logged) == 9
+    resolved = client.download_artifacts(parent_id, "scenario/resolved.yaml", str(tmp))
+    cells = yaml.safe_load(Path(resolved).read_text())["cells"]
+    fgsm_art = next(c for c in cells if c["attack"] == "fgsm" and c["toolkit"] == "art")
+    assert fgsm_art["native_class"] == "FastGradientMethod" and fgsm_art["constructor"]["eps"] == 0.1
+
+
+def test_artifacts_live_beside_the_sqlite_file(e2e) -> None:
+    table, client, tmp = e2e
+    run = client.get_run(table.attrs["parent_run_id"])
+    assert run.info.artifact_uri.startswith((tmp / "store" / "artifacts" / "e2e").as_uri())
+    assert (tmp / "store" / "artifacts" / "e2e").is_dir()
+
+
+def test_second_run_reuses_the_cached_model(e2e, tmp_path) -> None:
+    table, client, _ = e2e
+    scenario = {
+        "name": "e2e-again",
+        "data": {"n_samples": 10},
+        "model": {"arch": "small_cnn", "training": TRAINING},
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1, "toolkit": "torchattacks"}],
+    }
+    messages: list[str] = []
+    again = run_scenario(scenario, log=messages.append)
+    assert not any("training" in m for m in messages)
+    run = client.get_run(again.attrs["parent_run_id"])
+    assert "train_time_s" not in run.data.metrics
+    assert run.data.params["model.sha256"] == client.get_run(table.attrs["parent_run_id"]).data.params["model.sha256"]
