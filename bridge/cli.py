@@ -74,39 +74,27 @@ def cmd_validate(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cell_text(row: Any) -> str:
-    if row.status != "ok":
-        return row.status.split(":")[0]
-    text = f"{row.robust_accuracy:.3f}"
-    return text if row.eps == row.eps and row.eps is not None else f"{text} (l2 {row.l2_mean:.2f})"
-
-
-def print_summary(table: Any) -> None:
-    """The cross-toolkit comparison: robust accuracy per (attack, norm, eps) row and toolkit column."""
+def print_summary(table: Any, n_samples: int) -> None:
+    """The cross-toolkit comparison, then every cell that did not run and why."""
     from rich.console import Console
     from rich.table import Table
 
-    table = table.assign(
-        cell=[_cell_text(r) for r in table.itertuples()],
-        eps_text=[("-" if e != e or e is None else f"{e:g}") for e in table["eps"]],
-    )
-    pivot = table.pivot_table(
-        index=["model", "attack", "norm", "targeted", "eps_text"], columns="toolkit", values="cell",
-        aggfunc="first", sort=False,
-    )  # fmt: skip
-    out = Table(title="robust accuracy (minimum-norm attacks: mean l2 distance)")
-    for name in ["model", "attack", "norm", "targeted", "eps", *pivot.columns]:
-        out.add_column(name)
-    for key, values in pivot.iterrows():
-        out.add_row(*map(str, key), *[str(v) if v == v else "" for v in values])
-    console = Console()
+    from bridge.report import LEGEND, summary
+
+    pivot = summary(table)
+    out = Table(caption=LEGEND, caption_justify="left")
+    for name in pivot.columns:
+        out.add_column(str(name), no_wrap=True)
+    for values in pivot.itertuples(index=False):
+        out.add_row(*map(str, values))
+    console = Console(width=max(Console().width, 110))
     console.print(out)
     clean = table["clean_accuracy"].dropna()
     if len(clean):
-        console.print(f"clean accuracy: {clean.iloc[0]:.3f} on {table.attrs.get('n_samples', '')} samples".strip())
+        console.print(f"clean accuracy {clean.iloc[0]:.3f} on {n_samples} samples")
     for row in table.itertuples():
         if row.status != "ok":
-            console.print(f"  {row.attack}-{row.norm} | {row.toolkit}: {row.status}", markup=False)
+            console.print(f"  {row.attack}-{row.norm} | {row.toolkit}: {row.status}", markup=False, soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:
@@ -115,7 +103,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
     plan = load(args.scenario, args.overrides)
     table = Runner(plan, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr)).run()
-    print_summary(table)
+    print_summary(table, table.attrs["n_samples"])
     eid = table.attrs["experiment_id"]
     experiment = plan.scenario.tracking.experiment or plan.scenario.name
     uri, parent = table.attrs["tracking_uri"], table.attrs["parent_run_id"]

@@ -134,7 +134,11 @@ class Runner:
             raise
         mlflow.end_run("FAILED" if failed else "FINISHED")
         table.attrs.update(
-            tracking_uri=uri, experiment_id=experiment_id, parent_run_id=parent.info.run_id, failed=failed
+            tracking_uri=uri,
+            experiment_id=experiment_id,
+            parent_run_id=parent.info.run_id,
+            failed=failed,
+            n_samples=len(victim.y),
         )
         return table
 
@@ -269,6 +273,7 @@ class Runner:
         import mlflow
 
         from bridge import plots
+        from bridge.report import summary_markdown
 
         counts = table["status"].str.extract(r"^(ok|failed|unsupported)")[0].value_counts()
         mlflow.log_metrics({f"cells_{k}": float(counts.get(k, 0)) for k in ("ok", "failed", "unsupported")})
@@ -276,7 +281,9 @@ class Runner:
         markdown = table.drop(columns=["run_id"]).to_markdown(index=False, floatfmt=".4g")
         mlflow.log_text(markdown, "comparison/comparison.md")
         mlflow.log_table(table.astype({"eps": "float64"}), "comparison/comparison.json")
-        mlflow.set_tag("mlflow.note.content", f"# {self.plan.scenario.name}\n\n{markdown}")
+        note = summary_markdown(table)
+        mlflow.log_text(note, "comparison/summary.md")
+        mlflow.set_tag("mlflow.note.content", f"# {self.plan.scenario.name}\n\n{note}")
         ok = table[(table["status"] == "ok") & table["eps"].notna()]
         for (model, attack, norm, targeted), rows in ok.groupby(["model", "attack", "norm", "targeted"]):
             title = f"{attack} {norm}" + ("" if targeted == "none" else f" targeted={targeted}") + f" ({model})"
