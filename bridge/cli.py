@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import subprocess
 import sys
 from typing import Any
 
@@ -133,10 +132,9 @@ def cmd_ui(args: argparse.Namespace) -> int:
     print(f"MLflow UI for {uri} at {ui_url(UI_HOST, args.port)} (Ctrl-C stops it)", flush=True)
     # The job runner is only for MLflow's GenAI features; without it the server needs ~250 MB, not ~2 GB.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
-    try:
-        return subprocess.call(ui_command(uri, args.port), env=env)
-    except KeyboardInterrupt:
-        return 0
+    # Become the server, so that a signal to this process stops the server and its workers too.
+    cmd = ui_command(uri, args.port)
+    os.execve(cmd[0], cmd, env)
 
 
 def main(argv: list[str] | None = None) -> int:
