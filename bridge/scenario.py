@@ -8,11 +8,9 @@ naming the file, the key path and what is allowed.
 from __future__ import annotations
 
 import copy
-import re
 import types
 import typing
 from dataclasses import dataclass
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -22,7 +20,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 from bridge.catalogue import CATALOGUE
 from bridge.data import DATASETS
 from bridge.models import ARCHITECTURES
-from bridge.spec import TOOLKITS, AttackSpec, SpecError, resolve_attack
+from bridge.spec import TOOLKITS, AttackSpec, Budget, SpecError, Tuning, resolve_attack
 
 
 class ScenarioError(ValueError):
@@ -31,17 +29,6 @@ class ScenarioError(ValueError):
 
 def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) else [value]
-
-
-def _number(value: Any) -> Any:
-    """Numbers, or fractions written as text such as '8/255' (the usual way to state image budgets)."""
-    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*", value):
-        num, den = (Fraction(p.strip()) for p in value.split("/"))
-        return float(num / den)
-    return value
-
-
-Budget = Annotated[float, BeforeValidator(_number)]
 
 
 class Strict(BaseModel):
@@ -71,27 +58,14 @@ class TrackingConfig(Strict):
     experiment: str | None = None  # default: the scenario name
 
 
-class AttackEntry(Strict):
+class AttackEntry(Tuning):
     """One line of the attack grid; `toolkit` and `eps` may be lists, expanded into cells."""
 
     attack: Literal[tuple(CATALOGUE)]  # type: ignore[valid-type]
     toolkit: Annotated[list[Literal[TOOLKITS]], BeforeValidator(_as_list)] = list(TOOLKITS)  # type: ignore[valid-type]
     norm: Literal["linf", "l2", "l1", "l0"]
     eps: Annotated[list[Budget | None], BeforeValidator(_as_list)] = [None]
-    steps: int | None = None
-    step_size: Budget | None = None
-    random_start: bool | None = None
-    restarts: int | None = None
-    targeted: Literal["none", "random", "least_likely"] = "none"
-    loss: str | None = None
     seed: int | None = None
-    decay: float | None = None
-    confidence: float | None = None
-    initial_const: float | None = None
-    binary_search_steps: int | None = None
-    overshoot: float | None = None
-    candidates: int | None = None
-    options: dict[str, Any] = {}
 
 
 class Scenario(Strict):

@@ -7,9 +7,11 @@ only explicit values and never fall back on a toolkit default.
 
 from __future__ import annotations
 
-from typing import Any, Literal
+import re
+from fractions import Fraction
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, BeforeValidator, ConfigDict
 
 from bridge.catalogue import CATALOGUE, TUNING_FIELDS
 
@@ -26,7 +28,38 @@ class SpecError(ValueError):
         self.message = message
 
 
-class AttackSpec(BaseModel):
+def _number(value: Any) -> Any:
+    """Numbers, or fractions written as text such as '8/255' (the usual way to state image budgets)."""
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*", value):
+        num, den = (Fraction(p.strip()) for p in value.split("/"))
+        return float(num / den)
+    return value
+
+
+Budget = Annotated[float, BeforeValidator(_number)]
+
+
+class Tuning(BaseModel):
+    """The fields that tune an attack, shared by a scenario's attack entry and a resolved cell."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    steps: int | None = None
+    step_size: Budget | None = None
+    random_start: bool | None = None
+    restarts: int | None = None
+    targeted: Literal["none", "random", "least_likely"] = "none"
+    loss: str | None = None
+    decay: float | None = None
+    confidence: float | None = None
+    initial_const: float | None = None
+    binary_search_steps: int | None = None
+    overshoot: float | None = None
+    candidates: int | None = None
+    options: dict[str, Any] = {}
+
+
+class AttackSpec(Tuning):
     """A fully resolved cell: every field the attack uses has a value."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -35,21 +68,8 @@ class AttackSpec(BaseModel):
     toolkit: str
     norm: Literal["linf", "l2", "l1", "l0"]
     eps: float | None = None
-    steps: int | None = None
-    step_size: float | None = None
-    random_start: bool | None = None
-    restarts: int | None = None
-    targeted: Literal["none", "random", "least_likely"] = "none"
-    loss: str | None = None
     seed: int = 0
-    decay: float | None = None
-    confidence: float | None = None
-    initial_const: float | None = None
-    binary_search_steps: int | None = None
-    overshoot: float | None = None
-    candidates: int | None = None
     batch_size: int = 128
-    options: dict[str, Any] = {}
 
     @property
     def kind(self) -> str:

@@ -132,6 +132,12 @@ def test_ui_serves_the_same_store(tmp_path) -> None:
         url = f"http://127.0.0.1:{port}/get-artifact?path=per_sample.csv&run_uuid={run_id}"
         with urllib.request.urlopen(url, timeout=10) as resp:  # the UI can show the run's artifacts
             assert resp.read().decode().startswith("sample,label,target")
+        # an http tracking URI: runs go through the server, artifacts into the server's store
+        http = {"MLFLOW_TRACKING_URI": f"http://127.0.0.1:{port}"}
+        out = advbridge("run", str(write_scenario(tmp_path, TINY.replace("cli-tiny", "cli-http"))), env=http)
+        assert out.returncode == 0, out.stderr
+        assert list((tmp_path / "store" / "artifacts").glob("*/*/artifacts/per_sample.csv"))
+        assert MlflowClient(uri).get_experiment_by_name("cli-http") is not None
     finally:
         server.terminate()
         server.wait(timeout=20)

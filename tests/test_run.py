@@ -154,3 +154,35 @@ def test_second_run_reuses_the_cached_model(e2e, tmp_path) -> None:
     run = client.get_run(again.attrs["parent_run_id"])
     assert "train_time_s" not in run.data.metrics
     assert run.data.params["model.sha256"] == client.get_run(table.attrs["parent_run_id"]).data.params["model.sha256"]
+
+
+def test_parent_fails_only_when_every_cell_failed(store, model_cache) -> None:
+    scenario = {
+        "name": "all-fail",
+        "data": {"n_samples": 8},
+        "model": {"arch": "small_cnn", "training": TRAINING},
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1, "toolkit": "art", "options": {"batch_size": 0}}],
+    }
+    table = run_scenario(scenario, log=lambda _: None)
+    client = MlflowClient(store)
+    assert table.attrs["failed"]
+    assert client.get_run(table.attrs["parent_run_id"]).info.status == "FAILED"
+    assert client.get_run(table.iloc[0].run_id).info.status == "FAILED"
+
+
+def test_scenario_tracking_uri_wins_over_the_environment(store, model_cache, tmp_path) -> None:
+    own = tmp_path / "own" / "runs.db"
+    scenario = {
+        "name": "own-store",
+        "data": {"n_samples": 8},
+        "model": {"arch": "small_cnn", "training": TRAINING},
+        "tracking": {"uri": f"sqlite:///{own}", "experiment": "elsewhere"},
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1, "toolkit": "torchattacks"}],
+    }
+    table = run_scenario(scenario, log=lambda _: None)
+    assert table.attrs["tracking_uri"] == f"sqlite:///{own}"
+    assert MlflowClient(f"sqlite:///{own}").get_experiment_by_name("elsewhere") is not None
+    assert MlflowClient(store).get_experiment_by_name("elsewhere") is None
+    beside = own.parent / "artifacts" / "elsewhere"  # another sqlite file: artifacts beside it
+    assert len(list(beside.glob("*/artifacts/per_sample.csv"))) == 1
+    assert len(list(beside.glob("*/artifacts/comparison/comparison.csv"))) == 1

@@ -53,7 +53,7 @@ BAD = [
     ("nme: x\nattacks: []", r"nme: unknown key; allowed: name, seed, device, batch_size, data, model, attacks"),
     (
         "name: x\nattacks:\n  - {attack: pgd, norm: linf, eps: 0.1, stpes: 3}",
-        r"attacks\[0\]\.stpes: unknown key; allowed: attack, toolkit, norm, eps, steps",
+        r"attacks\[0\]\.stpes: unknown key; allowed: steps, step_size, .*attack, toolkit, norm, eps",
     ),
     ("name: x\ndata: {datset: digits}\nattacks: []", r"data\.datset: unknown key; allowed: dataset, split, n_samples"),
     ("name: x\nattacks:\n  - {attack: pgd, norm: linf, eps: 0.1, steps: ten}", r"attacks\[0\]\.steps: .*integer"),
