@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from bridge.catalogue import NATIVE
 from bridge.shared_model import SharedModel
 from bridge.spec import AttackSpec
 
@@ -57,6 +58,7 @@ class Translation:
     kwargs: dict[str, Any]
     call_kwargs: dict[str, Any]
     notes: str
+    passthrough: bool = False  # `attack: native`: parameters left out of options take the toolkit's defaults
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -65,6 +67,7 @@ class Translation:
             "constructor": {k: _jsonable(v) for k, v in self.kwargs.items()},
             "call": {k: _jsonable(v) for k, v in self.call_kwargs.items()},
             "notes": self.notes,
+            "defaults": "toolkit" if self.passthrough else "none (every parameter explicit)",
         }
 
 
@@ -86,6 +89,9 @@ class ToolkitAdapter(ABC):
 
     def translate(self, spec: AttackSpec, n_classes: int) -> Translation:
         """The native class and arguments for `spec`, or `Unsupported` with the reason."""
+        if spec.attack == NATIVE:
+            note = "Native passthrough: parameters not given in options take the toolkit's defaults."
+            return Translation(self.name, spec.native, dict(spec.options), self.native_call(spec), note, True)
         entry = self.table.get((spec.attack, spec.norm))
         if entry is None:
             norms = sorted(n for a, n in self.table if a == spec.attack)
@@ -103,7 +109,10 @@ class ToolkitAdapter(ABC):
 
     def check(self, translation: Translation) -> None:
         """Options must name real parameters, and every parameter must be passed (no toolkit defaults)."""
-        params = self.signature(translation.native)
+        try:
+            params = self.signature(translation.native)
+        except AttributeError:
+            raise ValueError(f"{self.name} has no attack class '{translation.native}'") from None
         unknown = sorted(set(translation.kwargs) - set(params))
         if unknown:
             raise ValueError(
@@ -111,13 +120,17 @@ class ToolkitAdapter(ABC):
                 f"it takes: {', '.join(sorted(params - self.wired))}"
             )
         missing = sorted(params - self.wired - set(translation.kwargs))
-        if missing:
+        if missing and not translation.passthrough:
             raise AssertionError(f"adapter {self.name} leaves {translation.native}({', '.join(missing)}) to defaults")
 
     def signature(self, native: str) -> set[str]:
         sig = inspect.signature(self.native_class(native))
         kinds = (inspect.Parameter.VAR_POSITIONAL, inspect.Parameter.VAR_KEYWORD)
         return {n for n, p in sig.parameters.items() if p.kind not in kinds}
+
+    def native_call(self, spec: AttackSpec) -> dict[str, Any]:
+        """Call-time arguments of a native passthrough cell (Foolbox takes eps at call time)."""
+        return {}
 
     @abstractmethod
     def native_class(self, native: str) -> type:

@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bridge.catalogue import CATALOGUE
+from bridge.catalogue import ATTACK_NAMES
 from bridge.data import DATASETS
 from bridge.models import ARCHITECTURES
 from bridge.spec import TOOLKITS, AttackSpec, Budget, SpecError, Tuning, resolve_attack
@@ -61,7 +61,7 @@ class TrackingConfig(Strict):
 class AttackEntry(Tuning):
     """One line of the attack grid; `toolkit` and `eps` may be lists, expanded into cells."""
 
-    attack: Literal[tuple(CATALOGUE)]  # type: ignore[valid-type]
+    attack: Literal[ATTACK_NAMES]  # type: ignore[valid-type]
     toolkit: Annotated[list[Literal[TOOLKITS]], BeforeValidator(_as_list)] = list(TOOLKITS)  # type: ignore[valid-type]
     norm: Literal["linf", "l2", "l1", "l0"]
     eps: Annotated[list[Budget | None], BeforeValidator(_as_list)] = [None]

@@ -63,8 +63,8 @@ BAD = [
         r"attacks\[0\]\.toolkit\[1\]: Input should be 'art', 'foolbox' or 'torchattacks'",
     ),
     (
-        "name: x\nattacks:\n  - {attack: fgsm, norm: l1, eps: 0.1}",
-        r"attacks\[0\]\.norm: fgsm is defined for norms linf, l2",
+        "name: x\nattacks:\n  - {attack: fgsm, norm: l0, eps: 0.1}",
+        r"attacks\[0\]\.norm: fgsm is defined for norms linf, l2, l1",
     ),
     (
         "name: x\nattacks:\n  - {attack: pgd, norm: linf, eps: 0.1, decay: 0.5}",
