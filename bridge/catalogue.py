@@ -238,6 +238,7 @@ CATALOGUE: dict[str, AttackInfo] = {
 # signature. The bridge cannot speak for its defaults: such cells are tagged `defaults: toolkit`.
 NATIVE = "native"
 ATTACK_NAMES = (*CATALOGUE, NATIVE)
+ITERATIVE = ("bim", "pgd", "mifgsm", "apgd", "apgdt")  # gradient attacks with steps, compared with fgsm
 
 
 def info(attack: str) -> AttackInfo:

@@ -94,6 +94,10 @@ def print_summary(table: Any, n_samples: int) -> None:
     for row in table.itertuples():
         if row.status != "ok":
             console.print(f"  {row.attack}-{row.norm} | {row.toolkit}: {row.status}", markup=False, soft_wrap=True)
+    if "checks" in table.attrs:
+        from bridge.checks import summary_line
+
+        console.print(summary_line(table.attrs["checks"]), markup=False, soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -92,6 +92,7 @@ def evaluate_cell(
             "adv_pred": adv_np,
             "clean_correct": clean_correct,
             "success": success & clean_correct,
+            "reached": reached & clean_correct,  # the attack's goal met, whatever the distance
             "robust": robust,
             "linf": norms["linf"],
             "l2": norms["l2"],

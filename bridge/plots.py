@@ -87,3 +87,18 @@ def robustness_curve(table: pd.DataFrame, title: str) -> Figure:
     ax.legend()
     fig.tight_layout()
     return fig
+
+
+def security_curve(curves: pd.DataFrame, title: str) -> Figure:
+    """Robust accuracy vs eps computed from a minimum-norm attack's per-sample distances, one line per toolkit."""
+    fig, ax = plt.subplots(figsize=(5, 3.5))
+    for toolkit, rows in curves.groupby("toolkit"):
+        ax.step(rows["eps"], rows["robust_accuracy"], where="post", label=str(toolkit))
+    ax.set_xlabel("eps")
+    ax.set_ylabel("robust accuracy")
+    ax.set_ylim(-0.02, 1.02)
+    ax.set_title(title, fontsize=9)
+    ax.grid(alpha=0.3)
+    ax.legend()
+    fig.tight_layout()
+    return fig

@@ -15,14 +15,24 @@ import numpy as np
 import pandas as pd
 import torch
 
+from bridge.analysis import (
+    GROUP,
+    Outcome,
+    median_distance,
+    security_curves,
+    worst_case_by_eps,
+    worst_case_per_group,
+)
+from bridge.checks import run_checks
 from bridge.scenario import Cell, Plan, load, load_raw
 from bridge.shared_model import SharedModel, resolve_device
 
 TABLE_COLUMNS = [
     "model", "dataset", "attack", "norm", "eps", "targeted", "toolkit", "native_class", "status",
-    "clean_accuracy", "robust_accuracy", "attack_success_rate", "linf_mean", "linf_max", "l2_mean", "l2_max",
-    "l0_mean", "budget_violations", "wall_time_s", "samples_per_s", "forward_calls", "backward_calls",
-    "forward_samples", "backward_samples", "run_id",
+    "clean_accuracy", "robust_accuracy", "robust_accuracy_worst_case", "attack_success_rate", "median_distance",
+    "linf_mean", "linf_max", "l2_mean", "l2_max", "l0_mean", "budget_violations", "wall_time_s", "samples_per_s",
+    "forward_calls", "backward_calls", "forward_samples", "backward_samples", "queries_per_sample",
+    "queries_blocked", "run_id",
 ]  # fmt: skip
 
 
@@ -86,18 +96,67 @@ def attack_cell(cell: Cell, victim: Victim) -> tuple[torch.Tensor, torch.Tensor 
     with model.eval_mode(), model.counting() as counters:
         start = time.perf_counter()
         attack = adapter.build(cell.translation, spec, model)
-        chunks = [
-            attack(victim.x[i : i + b], victim.y[i : i + b], None if targets is None else targets[i : i + b])
-            for i in range(0, len(victim.y), b)
-        ]
+        chunks = []
+        for i in range(0, len(victim.y), b):
+            x, y = victim.x[i : i + b], victim.y[i : i + b]
+            with model.query_budget(x, y, spec.max_queries):
+                chunks.append(attack(x, y, None if targets is None else targets[i : i + b]))
         if model.device.type == "cuda":
             torch.cuda.synchronize(model.device)
         wall = time.perf_counter() - start
     x_adv = torch.cat(chunks)
     if x_adv.shape != victim.x.shape or x_adv.dtype != torch.float32 or x_adv.device != model.device:
         raise TypeError(f"adapter returned {tuple(x_adv.shape)} {x_adv.dtype} on {x_adv.device}")
-    cost = {"wall_time_s": wall, "samples_per_s": len(victim.y) / wall if wall > 0 else float("inf")}
+    n = len(victim.y)
+    cost = {
+        "wall_time_s": wall,
+        "samples_per_s": n / wall if wall > 0 else float("inf"),
+        "queries_per_sample": counters.forward_samples / n,
+    }
     return x_adv, targets, {**cost, **counters.as_metrics()}
+
+
+def base_row(cell: Cell, victim: Victim, status: str) -> dict[str, Any]:
+    spec = cell.spec
+    return {
+        "model": victim.model.name,
+        "dataset": victim.dataset,
+        "attack": spec.attack,
+        "norm": spec.norm,
+        "eps": spec.eps,
+        "targeted": spec.targeted,
+        "toolkit": spec.toolkit,
+        "native_class": cell.translation.native if cell.translation else None,
+        "status": status,
+    }
+
+
+@dataclass
+class Measured:
+    outcome: Outcome
+    metrics: dict[str, float]
+    x_adv: torch.Tensor
+    adv_pred: torch.Tensor
+
+
+def evaluate(cell: Cell, victim: Victim) -> Measured:
+    """Attack, then judge every sample with the model's own outputs (no MLflow: the runner records it)."""
+    from bridge.metrics import evaluate_cell
+
+    spec, model = cell.spec, victim.model
+    x_adv, targets, cost = attack_cell(cell, victim)
+    adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
+    result = evaluate_cell(
+        victim.x, x_adv, victim.y, victim.clean_pred, adv_pred,
+        norm=spec.norm, eps=spec.eps, fixed_budget=spec.kind == "fixed", bounds=model.bounds, targets=targets,
+    )  # fmt: skip
+    metrics = {**result.metrics, **cost}
+    row = base_row(cell, victim, "ok")
+    outcome = Outcome(spec, row, result.per_sample, x_adv if keep_x_adv(spec) else None)
+    if spec.kind == "minimum":
+        metrics["median_distance"] = median_distance(outcome)
+    row.update(metrics)
+    return Measured(outcome, metrics, x_adv, adv_pred)
 
 
 class Runner:
@@ -121,9 +180,13 @@ class Runner:
         parent = mlflow.start_run(experiment_id=experiment_id, run_name=scn.name, tags=self._tags(victim))
         try:
             self._log_parent_inputs(victim)
-            rows = [self._run_cell(cell, victim) for cell in self._iterate(self.plan.cells)]
-            table = pd.DataFrame(rows, columns=TABLE_COLUMNS)
+            outcomes = [self._run_cell(cell, victim) for cell in self._iterate(self.plan.cells)]
+            consensus, agreement = worst_case_per_group(outcomes)
+            table = pd.DataFrame([o.row for o in outcomes], columns=TABLE_COLUMNS)
             self._log_comparison(table)
+            self._log_consensus(consensus, agreement, worst_case_by_eps(outcomes), security_curves(outcomes))
+            checks = run_checks(outcomes, victim.model, victim.x, victim.y, victim.clean_pred)
+            self._log_checks(checks)
             ran = table[~table["status"].str.startswith("unsupported")]
             failed = bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
         except KeyboardInterrupt:
@@ -139,6 +202,7 @@ class Runner:
             parent_run_id=parent.info.run_id,
             failed=failed,
             n_samples=len(victim.y),
+            checks=checks,
         )
         return table
 
@@ -195,31 +259,51 @@ class Runner:
     def _curve(record: dict[str, Any]) -> dict[str, float]:
         return {"train_time_s": record["train_time_s"]} if record.get("trained") else {}
 
-    def _base_row(self, cell: Cell, victim: Victim, status: str) -> dict[str, Any]:
-        spec = cell.spec
-        return {
-            "model": victim.model.name,
-            "dataset": victim.dataset,
-            "attack": spec.attack,
-            "norm": spec.norm,
-            "eps": spec.eps,
-            "targeted": spec.targeted,
-            "toolkit": spec.toolkit,
-            "native_class": cell.translation.native if cell.translation else None,
-            "status": status,
-        }
-
-    def _run_cell(self, cell: Cell, victim: Victim) -> dict[str, Any]:
+    def _run_cell(self, cell: Cell, victim: Victim) -> Outcome:
+        """Measure one cell and record it as a child run; a toolkit error becomes a FAILED child run."""
         import mlflow
 
         from bridge import plots
         from bridge.adapter import Unsupported
-        from bridge.metrics import evaluate_cell
 
+        spec = cell.spec
         if cell.unsupported:
-            self.log(f"unsupported: {cell.spec.label}: {cell.unsupported}")
-            return self._base_row(cell, victim, f"unsupported: {cell.unsupported}")
-        spec, model = cell.spec, victim.model
+            self.log(f"unsupported: {spec.label}: {cell.unsupported}")
+            return Outcome(spec, base_row(cell, victim, f"unsupported: {cell.unsupported}"))
+        try:
+            measured, error = evaluate(cell, victim), None
+        except Unsupported as exc:  # some refusals depend on the model (its bounds), known only at build time
+            self.log(f"unsupported: {spec.label}: {exc}")
+            return Outcome(spec, base_row(cell, victim, f"unsupported: {exc}"))
+        except Exception as exc:
+            measured, error = None, (exc, traceback.format_exc())
+        row = measured.outcome.row if measured else base_row(cell, victim, "ok")
+        try:
+            with mlflow.start_run(
+                experiment_id=self.experiment_id, run_name=spec.label, nested=True, tags=self._cell_tags(cell, victim)
+            ) as run:
+                row["run_id"] = run.info.run_id
+                mlflow.log_params({**spec.params(), "native_class": cell.translation.native})
+                mlflow.log_dict(cell.translation.as_dict(), "translation.json")
+                if error is not None:
+                    mlflow.log_text(error[1], "error.txt")
+                    mlflow.set_tags({"status": "failed", "error": _one_line(error[0])})
+                    raise error[0]
+                mlflow.log_metrics(measured.metrics)
+                mlflow.set_tag("status", "ok")
+                mlflow.log_text(measured.outcome.per_sample.to_csv(), "per_sample.csv")
+                fig = plots.sample_grid(victim.x, measured.x_adv, victim.y, victim.clean_pred, measured.adv_pred,
+                                        victim.model.bounds)  # fmt: skip
+                mlflow.log_figure(fig, "samples.png")
+                plots.plt.close(fig)
+        except Exception as exc:
+            self.log(f"failed: {spec.label}: {_one_line(exc)}")
+            row["status"] = f"failed: {_one_line(exc)}"
+            return Outcome(spec, row)
+        return measured.outcome
+
+    def _cell_tags(self, cell: Cell, victim: Victim) -> dict[str, str]:
+        spec = cell.spec
         tags = {
             **self._tags(victim),
             "toolkit": spec.toolkit,
@@ -231,43 +315,54 @@ class Runner:
         }
         if cell.translation.notes:
             tags["notes"] = cell.translation.notes
-        row = self._base_row(cell, victim, "ok")
-        try:
-            x_adv, targets, cost = attack_cell(cell, victim)
-        except Unsupported as exc:  # some refusals depend on the model (its bounds), known only at build time
-            self.log(f"unsupported: {spec.label}: {exc}")
-            return {**row, "status": f"unsupported: {exc}"}
-        except Exception as exc:
-            error = (exc, traceback.format_exc())
-        else:
-            error = None
-        try:
-            with mlflow.start_run(experiment_id=self.experiment_id, run_name=spec.label, nested=True, tags=tags) as run:
-                row["run_id"] = run.info.run_id
-                mlflow.log_params({**spec.params(), "native_class": cell.translation.native})
-                mlflow.log_dict(cell.translation.as_dict(), "translation.json")
-                if error is not None:
-                    mlflow.log_text(error[1], "error.txt")
-                    mlflow.set_tags({"status": "failed", "error": _one_line(error[0])})
-                    raise error[0]
-                adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
-                result = evaluate_cell(
-                    victim.x, x_adv, victim.y, victim.clean_pred, adv_pred,
-                    norm=spec.norm, eps=spec.eps, fixed_budget=spec.kind == "fixed",
-                    bounds=model.bounds, targets=targets,
-                )  # fmt: skip
-                metrics = {**result.metrics, **cost}
-                mlflow.log_metrics(metrics)
-                mlflow.set_tag("status", "ok")
-                mlflow.log_text(result.per_sample.to_csv(), "per_sample.csv")
-                fig = plots.sample_grid(victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, model.bounds)
-                mlflow.log_figure(fig, "samples.png")
+        if cell.origin != "scenario":
+            tags["added_by"] = cell.origin
+        if cell.translation.passthrough:
+            tags["defaults"] = "toolkit"
+        return tags
+
+    def _log_consensus(
+        self,
+        consensus: pd.DataFrame,
+        agreement: dict[tuple, pd.DataFrame],
+        by_eps: pd.DataFrame,
+        curves: pd.DataFrame,
+    ) -> None:
+        """Per-sample worst cases, toolkit agreement and security curves, as tables and plots on the parent."""
+        import mlflow
+
+        from bridge import plots
+
+        if len(consensus):
+            mlflow.log_text(consensus.to_csv(index=False), "consensus/worst_case_per_attack.csv")
+            pairs = [
+                {**dict(zip(GROUP, key, strict=True)), "toolkit_a": a, "toolkit_b": b, "agreement": m.loc[a, b]}
+                for key, m in agreement.items()
+                for a in m.index
+                for b in m.columns
+                if a < b
+            ]
+            mlflow.log_text(pd.DataFrame(pairs, columns=[*GROUP, "toolkit_a", "toolkit_b", "agreement"]).to_csv(
+                index=False), "consensus/agreement.csv")  # fmt: skip
+        if len(by_eps):
+            mlflow.log_text(by_eps.to_csv(index=False), "consensus/worst_case_by_eps.csv")
+            mlflow.log_table(by_eps, "consensus/worst_case_by_eps.json")
+        if len(curves):
+            mlflow.log_text(curves.to_csv(index=False), "security/curves.csv")
+            for (model, attack, norm, targeted), rows in curves.groupby(["model", "attack", "norm", "targeted"]):
+                suffix = "" if targeted == "none" else f"-{targeted}"
+                fig = plots.security_curve(rows, f"{attack} {norm} ({model}): robust accuracy from distances")
+                mlflow.log_figure(fig, f"plots/{model}/security_curve-{attack}-{norm}{suffix}.png")
                 plots.plt.close(fig)
-                row.update(metrics)
-        except Exception as exc:
-            self.log(f"failed: {spec.label}: {_one_line(exc)}")
-            row["status"] = f"failed: {_one_line(exc)}"
-        return row
+
+    def _log_checks(self, checks: pd.DataFrame) -> None:
+        import mlflow
+
+        failed = int((checks["status"] == "failed").sum())
+        mlflow.log_text(checks.to_csv(index=False), "checks/checks.csv")
+        mlflow.log_table(checks, "checks/checks.json")
+        mlflow.set_tag("checks_failed", str(failed))
+        mlflow.log_metric("checks_failed", failed)
 
     def _log_comparison(self, table: pd.DataFrame) -> None:
         import mlflow
@@ -291,6 +386,13 @@ class Runner:
             suffix = "" if targeted == "none" else f"-{targeted}"
             mlflow.log_figure(fig, f"plots/{model}/robust_accuracy_vs_eps-{attack}-{norm}{suffix}.png")
             plots.plt.close(fig)
+
+
+def keep_x_adv(spec: Any) -> bool:
+    """Adversarial examples are kept in memory only where a check compares them across toolkits."""
+    from bridge.checks import DETERMINISTIC_PARITY
+
+    return (spec.attack, spec.norm) in DETERMINISTIC_PARITY and not spec.random_start
 
 
 def _one_line(exc: BaseException) -> str:

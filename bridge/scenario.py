@@ -17,7 +17,7 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
 
-from bridge.catalogue import ATTACK_NAMES
+from bridge.catalogue import ATTACK_NAMES, CATALOGUE, ITERATIVE
 from bridge.data import DATASETS
 from bridge.models import ARCHITECTURES
 from bridge.spec import TOOLKITS, AttackSpec, Budget, SpecError, Tuning, resolve_attack
@@ -68,6 +68,13 @@ class AttackEntry(Tuning):
     seed: int | None = None
 
 
+class ChecksConfig(Strict):
+    """Cells some sanity checks need, added to the grid on request."""
+
+    large_eps: bool = False  # pgd-linf at eps = the whole input range, in every toolkit of the scenario
+    double_steps: bool = False  # each iterative attack again at twice its steps, at its largest eps
+
+
 class Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -77,6 +84,7 @@ class Scenario(Strict):
     model: ModelConfig = ModelConfig()
     attacks: list[AttackEntry] = Field(min_length=1)
     tracking: TrackingConfig = TrackingConfig()
+    checks: ChecksConfig = ChecksConfig()
 
 
 @dataclass
@@ -87,6 +95,7 @@ class Cell:
     spec: AttackSpec
     translation: Any = None  # bridge.adapter.Translation
     unsupported: str | None = None
+    origin: str = "scenario"  # or the `checks` option that added it
 
 
 @dataclass
@@ -162,10 +171,31 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
     return raw
 
 
-def expand(scenario: Scenario) -> list[tuple[int, str, AttackSpec]]:
-    """The grid: each entry x its toolkits x its eps values, as resolved specs (with key paths for errors)."""
+def _check_entries(scenario: Scenario, width: float) -> list[tuple[str, AttackEntry]]:
+    """The attack entries that `checks:` adds: (origin, entry)."""
+    added = []
+    if scenario.checks.large_eps:
+        toolkits = sorted({t for e in scenario.attacks for t in e.toolkit})
+        entry = AttackEntry(attack="pgd", norm="linf", eps=width, steps=20, step_size=width / 10,
+                            random_start=False, toolkit=toolkits)  # fmt: skip
+        added.append(("checks.large_eps", entry))
+    if scenario.checks.double_steps:
+        for e in scenario.attacks:
+            if e.attack in ITERATIVE:
+                steps = 2 * (e.steps or CATALOGUE[e.attack].defaults["steps"])
+                eps = max(v for v in e.eps if v is not None)
+                added.append(("checks.double_steps", e.model_copy(update={"steps": steps, "eps": [eps]})))
+    return added
+
+
+def expand(scenario: Scenario, width: float = 1.0) -> list[tuple[int, str, AttackSpec, str]]:
+    """The grid: each entry x its toolkits x its eps values, as resolved specs, then any cells `checks:` adds.
+
+    Yields (entry index, toolkit, spec, origin); `width` is the input range (for checks.large_eps).
+    """
+    entries = [("scenario", e) for e in scenario.attacks] + _check_entries(scenario, width)
     cells = []
-    for i, entry in enumerate(scenario.attacks):
+    for i, (origin, entry) in enumerate(entries):
         fields = entry.model_dump(exclude={"toolkit", "eps"})
         fields["seed"] = scenario.seed if entry.seed is None else entry.seed
         for eps in entry.eps:
@@ -174,7 +204,7 @@ def expand(scenario: Scenario) -> list[tuple[int, str, AttackSpec]]:
                     spec = resolve_attack({**fields, "toolkit": toolkit, "eps": eps, "batch_size": scenario.batch_size})
                 except SpecError as exc:
                     raise ScenarioError(f"attacks[{i}].{exc.field}: {exc.message}") from None
-                cells.append((i, toolkit, spec))
+                cells.append((i, toolkit, spec, origin))
     return cells
 
 
@@ -183,18 +213,18 @@ def plan_scenario(scenario: Scenario, n_classes: int) -> list[Cell]:
     from bridge.adapter import Unsupported, get_adapter
 
     cells: list[Cell] = []
-    for i, toolkit, spec in expand(scenario):
+    for i, toolkit, spec, origin in expand(scenario):
         adapter = get_adapter(toolkit)
         try:
             translation = adapter.translate(spec, n_classes)
         except Unsupported as exc:
-            cells.append(Cell(i, spec, unsupported=str(exc)))
+            cells.append(Cell(i, spec, unsupported=str(exc), origin=origin))
             continue
         try:
             adapter.check(translation)
         except ValueError as exc:
             raise ScenarioError(f"attacks[{i}].options: {exc}") from None
-        cells.append(Cell(i, spec, translation))
+        cells.append(Cell(i, spec, translation, origin=origin))
     for i, entry in enumerate(scenario.attacks):
         mine = [c for c in cells if c.index == i]
         if all(c.unsupported for c in mine):

@@ -30,9 +30,30 @@ class Counters:
     forward_samples: int = 0
     backward_calls: int = 0
     backward_samples: int = 0
+    queries_blocked: int = 0  # sample-forwards past a query budget, answered without the model's information
 
     def as_metrics(self) -> dict[str, float]:
         return {k: float(v) for k, v in vars(self).items()}
+
+
+@dataclass
+class QueryBudget:
+    """At most `limit` sample-forwards for the batch being attacked (max_queries x batch size).
+
+    Past the limit the model answers every input with the logits of its nearest clean sample's true label
+    (zero gradient): the attack learns nothing more, whatever toolkit runs it. The bridge's final
+    evaluation runs outside the budget, so reported numbers always come from the real model.
+    """
+
+    x: torch.Tensor
+    y: torch.Tensor
+    limit: int
+    used: int = 0
+
+    def uninformative(self, inputs: torch.Tensor, output: torch.Tensor) -> torch.Tensor:
+        nearest = torch.cdist(inputs.detach().flatten(1).float(), self.x.flatten(1).float()).argmin(1)
+        onehot = torch.nn.functional.one_hot(self.y[nearest], output.shape[1]).to(output.dtype)
+        return output * 0 + 10.0 * onehot  # keeps the graph (callers may differentiate) with zero gradient
 
 
 class SharedModel(nn.Module):
@@ -58,6 +79,7 @@ class SharedModel(nn.Module):
         self.bounds = (float(bounds[0]), float(bounds[1]))
         self.name = name
         self._counters: Counters | None = None
+        self._budget: QueryBudget | None = None
         self.net.register_forward_hook(self._on_forward)
         self.to(torch.device(device))
 
@@ -68,13 +90,19 @@ class SharedModel(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.net(x)
 
-    def _on_forward(self, _module: nn.Module, inputs: tuple, output: torch.Tensor) -> None:
+    def _on_forward(self, _module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
         counters = self._counters
         if counters is None:
-            return
+            return None
         batch = int(inputs[0].shape[0])
         counters.forward_calls += 1
         counters.forward_samples += batch
+        budget = self._budget
+        if budget is not None:
+            budget.used += batch
+            if budget.used > budget.limit:
+                counters.queries_blocked += batch
+                output = budget.uninformative(inputs[0], output)
         if output.requires_grad:
 
             def on_backward(grad: torch.Tensor) -> None:
@@ -82,6 +110,7 @@ class SharedModel(nn.Module):
                 counters.backward_samples += batch
 
             output.register_hook(on_backward)
+        return output if budget is not None else None
 
     @contextmanager
     def counting(self) -> Iterator[Counters]:
@@ -92,6 +121,15 @@ class SharedModel(nn.Module):
             yield counters
         finally:
             self._counters = None
+
+    @contextmanager
+    def query_budget(self, x: torch.Tensor, y: torch.Tensor, max_queries: int | None) -> Iterator[None]:
+        """Enforce `max_queries` forward passes per sample for the batch (x, y) inside the block."""
+        self._budget = None if max_queries is None else QueryBudget(x.detach(), y, max_queries * len(x))
+        try:
+            yield
+        finally:
+            self._budget = None
 
     @contextmanager
     def eval_mode(self) -> Iterator[SharedModel]:

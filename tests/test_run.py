@@ -186,3 +186,45 @@ def test_scenario_tracking_uri_wins_over_the_environment(store, model_cache, tmp
     beside = own.parent / "artifacts" / "elsewhere"  # another sqlite file: artifacts beside it
     assert len(list(beside.glob("*/artifacts/per_sample.csv"))) == 1
     assert len(list(beside.glob("*/artifacts/comparison/comparison.csv"))) == 1
+
+
+def test_consensus_and_checks_on_the_parent(e2e) -> None:
+    table, client, tmp = e2e
+    parent_id = table.attrs["parent_run_id"]
+    arts = _artifacts(client, parent_id)
+    assert {
+        "consensus/worst_case_per_attack.csv",
+        "consensus/agreement.csv",
+        "consensus/worst_case_by_eps.csv",
+        "checks/checks.csv",
+        "checks/checks.json",
+    } <= arts
+    fgsm = table[(table["attack"] == "fgsm") & (table["eps"] == 0.1)]
+    assert fgsm["robust_accuracy_worst_case"].nunique() == 1
+    assert fgsm["robust_accuracy_worst_case"].iloc[0] <= fgsm["robust_accuracy"].min()
+    by_eps = pd.read_csv(client.download_artifacts(parent_id, "consensus/worst_case_by_eps.csv", str(tmp)))
+    row = by_eps[(by_eps["norm"] == "linf") & (by_eps["eps"] == 0.1)].iloc[0]
+    assert row["robust_accuracy_worst_case"] <= row["best_single_cell_robust_accuracy"]  # mean of min <= min of means
+    agreement = pd.read_csv(client.download_artifacts(parent_id, "consensus/agreement.csv", str(tmp)))
+    fgsm_pairs = agreement[agreement["attack"] == "fgsm"]
+    assert len(fgsm_pairs) == 2 * 3 and (fgsm_pairs["agreement"] == 1.0).all()  # identical examples, full agreement
+    checks = pd.read_csv(client.download_artifacts(parent_id, "checks/checks.csv", str(tmp)))
+    status = dict(zip(checks["name"], checks["status"], strict=True))
+    assert status["deterministic_attacks_agree"] == "passed" and status["monotone_in_eps"] == "passed"
+    run = client.get_run(parent_id)
+    assert run.data.tags["checks_failed"] == str((checks["status"] == "failed").sum())
+
+
+def test_query_budget_is_enforced_by_the_bridge(digits_model, digits_batch) -> None:
+    """A budget of 3 queries per sample stops a 10-step PGD after its third pass, whatever the toolkit."""
+    from test_checks import outcomes
+
+    x, y = digits_batch
+    cell = {"attack": "pgd", "norm": "linf", "eps": 0.2, "steps": 10, "step_size": 0.04, "random_start": False}
+    for toolkit in ("art", "foolbox", "torchattacks"):
+        free, capped = outcomes(digits_model, x, y, [{**cell, "toolkit": toolkit},
+                                                     {**cell, "toolkit": toolkit, "max_queries": 3}])  # fmt: skip
+        assert free.row["queries_blocked"] == 0
+        assert capped.row["queries_blocked"] > 0
+        assert capped.row["queries_per_sample"] >= 10  # the toolkit kept asking; the answers were empty
+        assert capped.row["robust_accuracy"] > free.row["robust_accuracy"]

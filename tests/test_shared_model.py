@@ -66,3 +66,22 @@ def test_auto_device_is_cpu_without_cuda() -> None:
     expected = "cuda" if torch.cuda.is_available() else "cpu"
     assert resolve_device("auto").type == expected
     assert resolve_device("cpu") == torch.device("cpu")
+
+
+def test_query_budget_answers_past_the_limit_without_information() -> None:
+    model = _model().eval()
+    x, y = torch.rand(3, 1, 2, 2), torch.tensor([0, 1, 2])
+    with model.counting() as counters, model.query_budget(x, y, max_queries=2):
+        real = model(x)  # 3 sample-forwards of 6
+        model(x[:2] + 0.01)  # 5 of 6
+        late = model(x[[2, 0]] + 0.01)  # 7 > 6: answered with each input's nearest clean sample's label
+    assert counters.queries_blocked == 2
+    assert late.argmax(1).tolist() == [2, 0]
+    assert not torch.allclose(real[[2, 0]], late)
+    xg = x.clone().requires_grad_(True)
+    with model.counting(), model.query_budget(x, y, max_queries=1):
+        model(x)
+        blocked = model(xg)
+        (grad,) = torch.autograd.grad(blocked[:, 0].sum(), xg)
+    assert torch.count_nonzero(grad) == 0  # nothing leaks through the gradient either
+    assert model(x).argmax(1).tolist() == real.argmax(1).tolist()  # outside the block: the real model

@@ -1,0 +1,224 @@
+"""Sanity checks computed on every scenario: signs that an evaluation should not be trusted.
+
+Each check returns passed, failed (naming the cells that tripped it) or skipped (the scenario has no cells it
+needs; `checks: {large_eps: true, double_steps: true}` adds some). Sources: Carlini et al. 2019's checklist,
+AutoAttack's flags, Pintor et al.'s indicators of attack failure (see ../shared/reference/evaluation.md).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import pandas as pd
+import torch
+
+from bridge.analysis import Outcome
+from bridge.catalogue import ITERATIVE
+from bridge.shared_model import SharedModel
+
+# Attacks whose three translations are the same algorithm when no randomness is involved (tests/test_parity.py).
+DETERMINISTIC_PARITY = {("fgsm", "linf"), ("bim", "linf"), ("pgd", "linf")}
+PARITY_TOL = 1e-6
+
+
+@dataclass
+class Check:
+    name: str
+    question: str
+    status: str = "passed"  # passed | failed | skipped
+    cells: str = ""
+    detail: str = ""
+
+    def trip(self, cells: list[str], detail: str) -> Check:
+        self.status, self.cells, self.detail = "failed", "; ".join(cells), detail
+        return self
+
+    def skip(self, why: str) -> Check:
+        self.status, self.detail = "skipped", why
+        return self
+
+
+def _tol(outcomes: list[Outcome]) -> float:
+    """One sample's worth of accuracy: random starts may move a result by that much."""
+    n = max((len(o.per_sample) for o in outcomes if o.per_sample is not None), default=1)
+    return 1.0 / n + 1e-9
+
+
+def _acc(o: Outcome) -> float:
+    return float(o.row["robust_accuracy"])
+
+
+def _same_except(o: Outcome, fields: set[str]) -> tuple:
+    """A key of everything that defines a cell except `fields` (and the seed)."""
+    params = o.spec.model_dump(exclude=fields | {"seed"})
+    params["options"] = repr(sorted(params["options"].items()))
+    return (o.row["model"], *sorted(params.items()))
+
+
+def monotone_in_eps(ok: list[Outcome], tol: float) -> Check:
+    check = Check("monotone_in_eps", "robust accuracy non-increasing in eps for each (toolkit, attack)")
+    groups: dict[tuple, list[Outcome]] = {}
+    for o in ok:
+        if o.spec.kind == "fixed":
+            groups.setdefault(_same_except(o, {"eps", "step_size"}), []).append(o)
+    tripped = []
+    for cells in groups.values():
+        cells.sort(key=lambda o: o.spec.eps)
+        tripped += [b.spec.label for a, b in zip(cells, cells[1:], strict=False) if _acc(b) > _acc(a) + tol]
+    if not any(len(c) > 1 for c in groups.values()):
+        return check.skip("no attack was run at two or more eps")
+    return check.trip(tripped, "a larger budget left more samples robust") if tripped else check
+
+
+def iterative_beats_fgsm(ok: list[Outcome], tol: float) -> Check:
+    check = Check("iterative_not_weaker_than_fgsm", "an iterative attack is not weaker than FGSM at the same eps")
+    fgsm = {(o.row["model"], o.spec.toolkit, o.spec.norm, o.spec.eps, o.spec.targeted): o
+            for o in ok if o.spec.attack == "fgsm"}  # fmt: skip
+    pairs = [(o, fgsm.get((o.row["model"], o.spec.toolkit, o.spec.norm, o.spec.eps, o.spec.targeted)))
+             for o in ok if o.spec.attack in ITERATIVE]  # fmt: skip
+    pairs = [(o, f) for o, f in pairs if f is not None]
+    if not pairs:
+        return check.skip("no iterative attack shares a toolkit, norm and eps with an fgsm cell")
+    tripped = [f"{o.spec.label} ({_acc(o):.3f} > fgsm {_acc(f):.3f})" for o, f in pairs if _acc(o) > _acc(f) + tol]
+    return check.trip(tripped, "fgsm broke more samples than an iterative attack") if tripped else check
+
+
+def more_steps_not_weaker(ok: list[Outcome], tol: float) -> Check:
+    check = Check("more_steps_not_weaker", "more iterations do not leave more samples robust")
+    groups: dict[tuple, list[Outcome]] = {}
+    for o in ok:
+        if o.spec.steps is not None:
+            groups.setdefault(_same_except(o, {"steps", "step_size"}), []).append(o)
+    compared = [c for c in groups.values() if len({o.spec.steps for o in c}) > 1]
+    if not compared:
+        return check.skip("no attack was run with two step counts (checks.double_steps adds such cells)")
+    tripped = []
+    for cells in compared:
+        cells.sort(key=lambda o: o.spec.steps)
+        tripped += [b.spec.label + f" steps={b.spec.steps}" for a, b in zip(cells, cells[1:], strict=False)
+                    if _acc(b) > _acc(a) + tol]  # fmt: skip
+    return check.trip(tripped, "more steps left more samples robust") if tripped else check
+
+
+def blackbox_not_stronger(ok: list[Outcome], tol: float) -> Check:
+    check = Check("white_box_beats_score_based", "no score-based attack (square) beats every white-box attack")
+    tripped, compared = [], False
+    for o in ok:
+        if o.spec.access != "score":
+            continue
+        white = [w for w in ok if w.spec.access == "gradient" and w.spec.kind == "fixed" and w.row["model"] ==
+                 o.row["model"] and w.spec.norm == o.spec.norm and w.spec.eps == o.spec.eps]  # fmt: skip
+        if white:
+            compared = True
+            best = min(_acc(w) for w in white)
+            if _acc(o) < best - tol:
+                tripped.append(f"{o.spec.label} ({_acc(o):.3f} < best white-box {best:.3f})")
+    if not compared:
+        return check.skip("no score-based cell shares a norm and eps with a white-box cell")
+    return (
+        check.trip(tripped, "gradient masking: a black-box attack found more than the gradients did")
+        if tripped
+        else check
+    )
+
+
+def large_eps_reaches_chance(ok: list[Outcome], tol: float, n_classes: int, width: float) -> Check:
+    check = Check("large_eps_reaches_chance", "at a very large eps robust accuracy falls to chance or below")
+    large = [o for o in ok if o.spec.kind == "fixed" and o.spec.norm == "linf" and o.spec.eps >= width / 2]
+    if not large:
+        return check.skip("no linf cell with eps >= half the input range (checks.large_eps adds one)")
+    chance = 1.0 / n_classes
+    tripped = [f"{o.spec.label} ({_acc(o):.3f})" for o in large if _acc(o) > chance + tol]
+    return (
+        check.trip(tripped, f"accuracy stays above chance ({chance:.3f}) under an unbounded attack")
+        if tripped
+        else check
+    )
+
+
+def no_budget_violations(ok: list[Outcome]) -> Check:
+    check = Check("no_budget_violations", "every adversarial example is within eps and the input bounds")
+    tripped = [f"{o.spec.label} ({int(o.row['budget_violations'])})" for o in ok if o.row["budget_violations"] > 0]
+    return check.trip(tripped, "samples outside the budget or the bounds") if tripped else check
+
+
+def deterministic_agree(ok: list[Outcome]) -> Check:
+    check = Check("deterministic_attacks_agree", f"deterministic attacks agree across toolkits within {PARITY_TOL}")
+    groups: dict[tuple, list[Outcome]] = {}
+    for o in ok:
+        deterministic = not o.spec.random_start and (o.spec.attack, o.spec.norm) in DETERMINISTIC_PARITY
+        if deterministic and o.x_adv is not None and not o.spec.options:
+            groups.setdefault(_same_except(o, {"toolkit", "batch_size"}), []).append(o)
+    compared = [c for c in groups.values() if len(c) > 1]
+    if not compared:
+        return check.skip("no deterministic attack (fgsm, bim, pgd-linf without random start) ran in two toolkits")
+    tripped = []
+    for cells in compared:
+        ref = cells[0]
+        for other in cells[1:]:
+            diff = float((other.x_adv - ref.x_adv).abs().max())
+            if diff > PARITY_TOL:
+                tripped.append(f"{other.spec.label} vs {ref.spec.toolkit} (max |diff| {diff:.2e})")
+    return check.trip(tripped, "the same deterministic attack gave different examples") if tripped else check
+
+
+def gradients_available(model: SharedModel, x: torch.Tensor, y: torch.Tensor, clean_pred: torch.Tensor) -> Check:
+    """Zero input gradients of the logit margin on correctly classified samples mean the attacks are blind."""
+    check = Check("gradients_not_vanishing", "input gradients exist on correctly classified samples")
+    correct = clean_pred == y
+    if not correct.any():
+        return check.skip("no correctly classified sample")
+    xs = x[correct][:256].detach().clone().requires_grad_(True)
+    ys = y[correct][:256]
+    with model.eval_mode():
+        logits = model(xs)
+        true = logits.gather(1, ys[:, None]).squeeze(1)
+        other = logits.masked_fill(torch.nn.functional.one_hot(ys, logits.shape[1]).bool(), -torch.inf).amax(1)
+        (grad,) = torch.autograd.grad((true - other).sum(), xs)
+    zero = (grad.flatten(1).abs().amax(1) < 1e-12).float().mean().item()
+    if zero > 0.05:
+        return check.trip(["(model)"], f"{zero:.0%} of correctly classified samples have a zero margin gradient")
+    return check
+
+
+def deterministic_outputs(model: SharedModel, x: torch.Tensor) -> Check:
+    check = Check("deterministic_outputs", "two forward passes on the same inputs give the same outputs")
+    a, b = model.predict(x[:256]), model.predict(x[:256])
+    diff = float((a - b).abs().max())
+    if diff > 1e-5:
+        return check.trip(["(model)"], f"randomised outputs (max |diff| {diff:.2e}): attacks need EOT")
+    return check
+
+
+def run_checks(
+    outcomes: list[Outcome],
+    model: SharedModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clean_pred: torch.Tensor,
+) -> pd.DataFrame:
+    """Every check, as a table: check, question, status, cells, detail."""
+    ok = [o for o in outcomes if o.ok]
+    tol = _tol(ok)
+    lo, hi = model.bounds
+    checks: list[Callable[[], Check]] = [
+        lambda: monotone_in_eps(ok, tol),
+        lambda: iterative_beats_fgsm(ok, tol),
+        lambda: more_steps_not_weaker(ok, tol),
+        lambda: blackbox_not_stronger(ok, tol),
+        lambda: gradients_available(model, x, y, clean_pred),
+        lambda: deterministic_outputs(model, x),
+        lambda: large_eps_reaches_chance(ok, tol, model.n_classes, hi - lo),
+        lambda: no_budget_violations(ok),
+        lambda: deterministic_agree(ok),
+    ]
+    return pd.DataFrame([vars(make()) for make in checks])
+
+
+def summary_line(table: pd.DataFrame) -> str:
+    counts = table["status"].value_counts()
+    failed = table[table["status"] == "failed"]
+    head = f"sanity checks: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed"
+    head += f", {counts.get('skipped', 0)} skipped"
+    return head + "".join(f"\n  FAILED {r.name}: {r.detail} [{r.cells}]" for r in failed.itertuples())
