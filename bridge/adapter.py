@@ -73,10 +73,14 @@ class Translation:
 
 def _jsonable(value: Any) -> Any:
     if isinstance(value, float) and np.isinf(value):
-        return "inf"
-    if isinstance(value, (np.generic,)):
-        return value.item()
-    return value if isinstance(value, (int, float, str, bool, type(None), list, dict)) else repr(value)
+        return "inf" if value > 0 else "-inf"
+    if isinstance(value, np.generic):
+        return _jsonable(value.item())
+    if isinstance(value, dict):
+        return {str(k): _jsonable(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_jsonable(v) for v in value]
+    return value if isinstance(value, (int, float, str, bool, type(None))) else repr(value)
 
 
 class ToolkitAdapter(ABC):
@@ -90,9 +94,8 @@ class ToolkitAdapter(ABC):
     def translate(self, spec: AttackSpec, n_classes: int) -> Translation:
         """The native class and arguments for `spec`, or `Unsupported` with the reason."""
         if spec.attack == NATIVE:
-            note = "Native passthrough: parameters not given in options take the toolkit's defaults."
-            return Translation(self.name, spec.native, dict(spec.options), self.native_call(spec), note, True)
-        entry = self.table.get((spec.attack, spec.norm))
+            return self._native(spec)
+        entry = self.entry(spec)
         if entry is None:
             norms = sorted(n for a, n in self.table if a == spec.attack)
             has = f" (it has {spec.attack} for {', '.join(norms)})" if norms else ""
@@ -106,6 +109,22 @@ class ToolkitAdapter(ABC):
             raise Unsupported(reason)
         kwargs = {**entry.kwargs(spec, n_classes), **spec.options}
         return Translation(self.name, entry.native, kwargs, entry.call(spec), entry.notes)
+
+    def _native(self, spec: AttackSpec) -> Translation:
+        """A class by name with the options verbatim; its `targeted` follows the spec unless the options say
+        otherwise, since some classes default to targeted=True (ART's BoundaryAttack, SignOPTAttack)."""
+        kwargs = dict(spec.options)
+        try:
+            if "targeted" in self.signature(spec.native) and "targeted" not in kwargs:
+                kwargs["targeted"] = spec.targeted != "none"
+        except AttributeError:
+            pass  # an unknown class: check() reports it
+        note = "Native passthrough: parameters not given in options take the toolkit's defaults."
+        return Translation(self.name, spec.native, kwargs, self.native_call(spec), note, True)
+
+    def entry(self, spec: AttackSpec) -> Entry | None:
+        """The table row for `spec`; an adapter whose class depends on more than (attack, norm) overrides it."""
+        return self.table.get((spec.attack, spec.norm))
 
     def check(self, translation: Translation) -> None:
         """Options must name real parameters, and every parameter must be passed (no toolkit defaults)."""

@@ -29,7 +29,7 @@ def _parser() -> argparse.ArgumentParser:
 
     lst = sub.add_parser("list", help="list what advbridge offers")
     lst.add_argument("what", choices=["attacks"])
-    lst.add_argument("--format", choices=["text", "markdown"], default="text")
+    lst.add_argument("--format", choices=["text", "markdown"], default="text", help="markdown: docs/attacks.md")
 
     ui = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 against advbridge's store")
     ui.add_argument("--port", type=int, default=UI_PORT)
@@ -55,10 +55,14 @@ def attack_table() -> list[dict[str, str]]:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.format == "markdown":
+        from bridge.docs import attacks_markdown
+
+        print(attacks_markdown(), end="")
+        return 0
     import pandas as pd
 
-    table = pd.DataFrame(attack_table())
-    print(table.to_markdown(index=False) if args.format == "markdown" else table.to_string(index=False))
+    print(pd.DataFrame(attack_table()).to_string(index=False))
     return 0
 
 

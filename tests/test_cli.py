@@ -53,7 +53,7 @@ def test_list_attacks_names_native_classes() -> None:
     assert lines[("fgsm", "l2")].split()[-1] == "-"  # torchattacks has no FGM: shown, not hidden
     assert "L2CarliniWagnerAttack" in lines[("cw", "l2")]
     markdown = advbridge("list", "attacks", "--format", "markdown")
-    assert markdown.stdout.startswith("| attack") and "| PGDL2 " in markdown.stdout
+    assert markdown.stdout.startswith("# Attacks") and "| torchattacks | l2 | `PGDL2` |" in markdown.stdout
 
 
 def test_validate_good_and_bad(tmp_path) -> None:
