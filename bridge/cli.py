@@ -95,9 +95,11 @@ def print_summary(table: Any, n_samples: int) -> None:
     clean = table["clean_accuracy"].dropna()
     if len(clean):
         console.print(f"clean accuracy {clean.iloc[0]:.3f} on {n_samples} samples")
-    for row in table.itertuples():
-        if row.status != "ok":
-            console.print(f"  {row.attack}-{row.norm} | {row.toolkit}: {row.status}", markup=False, soft_wrap=True)
+    lines = dict.fromkeys(
+        f"  {r.attack}-{r.norm} | {r.toolkit}: {r.status}" for r in table.itertuples() if r.status != "ok"
+    )
+    for line in lines:  # each reason once: several eps of one attack share it
+        console.print(line, markup=False, soft_wrap=True)
     if "checks" in table.attrs:
         from bridge.checks import summary_line
 

@@ -14,7 +14,9 @@ def _cell(row: pd.Series) -> str:
     if row["status"] != "ok":
         return row["status"].split(":")[0]
     text = f"{row['robust_accuracy']:.3f}"
-    return text if pd.notna(row["eps"]) else f"{text} / l2 {row['l2_mean']:.2f}"
+    if pd.notna(row["eps"]) or pd.isna(row.get("median_distance")):
+        return text
+    return f"{text} / {row['norm']} {row['median_distance']:.3g}"
 
 
 def summary(table: pd.DataFrame) -> pd.DataFrame:
@@ -30,7 +32,7 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 
 LEGEND = (
     "Robust accuracy per toolkit (fraction of samples correct before and after the attack); for minimum-norm "
-    "attacks run without eps, also the mean L2 distance they reached."
+    "attacks run without eps, also the median distance they reached, in their norm."
 )
 
 

@@ -23,6 +23,7 @@ from bridge.analysis import (
     worst_case_by_eps,
     worst_case_per_group,
 )
+from bridge.catalogue import NATIVE
 from bridge.checks import run_checks
 from bridge.scenario import Cell, Plan, load, load_raw
 from bridge.shared_model import SharedModel, resolve_device
@@ -121,7 +122,7 @@ def base_row(cell: Cell, victim: Victim, status: str) -> dict[str, Any]:
     return {
         "model": victim.model.name,
         "dataset": victim.dataset,
-        "attack": spec.attack,
+        "attack": f"native:{spec.native}" if spec.attack == NATIVE else spec.attack,
         "norm": spec.norm,
         "eps": spec.eps,
         "targeted": spec.targeted,
@@ -253,11 +254,11 @@ class Runner:
             }
         )
         clean = float((victim.clean_pred == victim.y).float().mean())
-        mlflow.log_metrics({"clean_accuracy": clean, **self._curve(victim.record)})
-
-    @staticmethod
-    def _curve(record: dict[str, Any]) -> dict[str, float]:
-        return {"train_time_s": record["train_time_s"]} if record.get("trained") else {}
+        mlflow.log_metric("clean_accuracy", clean)
+        if victim.record.get("trained"):  # trained in this run: its time and loss curve
+            mlflow.log_metric("train_time_s", victim.record["train_time_s"])
+            for epoch, loss in enumerate(victim.record["loss_curve"]):
+                mlflow.log_metric("train_loss", loss, step=epoch)
 
     def _run_cell(self, cell: Cell, victim: Victim) -> Outcome:
         """Measure one cell and record it as a child run; a toolkit error becomes a FAILED child run."""
