@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from bridge.data import load_split, select
-from bridge.models import build_model
+from bridge.models import ModelConfig, build_model
 from bridge.shared_model import SharedModel
 
 TRAINING = {"epochs": 20, "lr": 1e-3, "batch_size": 64, "seed": 0}
@@ -25,7 +25,7 @@ def model_cache(tmp_path_factory: pytest.TempPathFactory) -> str:
 def digits_model(model_cache: str) -> SharedModel:
     """The quickstart's small CNN, trained on the digits train split (about 97% test accuracy)."""
     train = load_split("digits", "train")
-    net, _ = build_model("small_cnn", train, TRAINING, log=lambda _: None)
+    net, _ = build_model(ModelConfig(arch="small_cnn", training=TRAINING), train, log=lambda _: None)
     return SharedModel(net, train.input_shape, train.n_classes, device="cpu", name="small_cnn")
 
 
