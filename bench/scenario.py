@@ -13,28 +13,31 @@ import time
 from pathlib import Path
 
 import pandas as pd
+import yaml
 from mlflow.tracking import MlflowClient
 
 
-def main() -> None:
+def main(scenario: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         uri = f"sqlite:///{Path(tmp) / 'mlflow.db'}"
         env = {**os.environ, "MLFLOW_TRACKING_URI": uri, "ADVBRIDGE_CACHE": str(Path(tmp) / "cache")}
-        cmd = [str(Path(sys.executable).parent / "advbridge"), "run", "scenarios/quickstart.yaml", "--no-progress"]
+        cmd = [str(Path(sys.executable).parent / "advbridge"), "run", scenario, "--no-progress"]
         start = time.perf_counter()
         subprocess.run(cmd, env=env, check=True, capture_output=True)
         wall = time.perf_counter() - start
         client = MlflowClient(uri)
-        runs = client.search_runs([client.get_experiment_by_name("quickstart").experiment_id])
+        runs = client.search_runs(
+            [client.get_experiment_by_name(yaml.safe_load(Path(scenario).read_text())["name"]).experiment_id]
+        )
         cells = pd.DataFrame(
             {**r.data.tags, "wall_time_s": r.data.metrics["wall_time_s"]}
             for r in runs
-            if "mlflow.parentRunId" in r.data.tags
+            if "mlflow.parentRunId" in r.data.tags and "wall_time_s" in r.data.metrics
         )
-    print(f"quickstart end to end: {wall:.1f} s on {os.cpu_count()} cores (training included)")
+    print(f"{scenario} end to end: {wall:.1f} s on {os.cpu_count()} cores (training included)")
     print(f"attack time, all cells: {cells['wall_time_s'].sum():.1f} s")
     print(cells.pivot_table(index=["attack", "norm"], columns="toolkit", values="wall_time_s", aggfunc="sum").round(2))
 
 
 if __name__ == "__main__":
-    main()
+    main(sys.argv[1] if len(sys.argv) > 1 else "scenarios/quickstart.yaml")

@@ -28,7 +28,7 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--set", dest="overrides", **sets)
 
     lst = sub.add_parser("list", help="list what advbridge offers")
-    lst.add_argument("what", choices=["attacks"])
+    lst.add_argument("what", choices=["attacks", "models", "datasets"])
     lst.add_argument("--format", choices=["text", "markdown"], default="text", help="markdown: docs/attacks.md")
 
     ui = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 against advbridge's store")
@@ -54,7 +54,33 @@ def attack_table() -> list[dict[str, str]]:
     return rows
 
 
+def model_table() -> list[dict[str, str]]:
+    """The zoo: each architecture, what it is, and its options with their defaults."""
+    from bridge.zoo import ARCHITECTURES, DESCRIPTIONS, option_defaults
+
+    return [
+        {
+            "arch": name,
+            "description": DESCRIPTIONS[name],
+            "options": ", ".join(f"{k}={v}" for k, v in option_defaults(name).items()) or "-",
+        }
+        for name in ARCHITECTURES
+    ]
+
+
+def dataset_table() -> list[dict[str, str]]:
+    from bridge.data import DATASETS
+
+    return [{"dataset": name, "description": text} for name, text in DATASETS.items()]
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.what != "attacks":
+        import pandas as pd
+
+        table = pd.DataFrame(model_table() if args.what == "models" else dataset_table())
+        print(table.to_markdown(index=False) if args.format == "markdown" else table.to_string(index=False))
+        return 0
     if args.format == "markdown":
         from bridge.docs import attacks_markdown
 
@@ -71,7 +97,11 @@ def cmd_validate(args: argparse.Namespace) -> int:
 
     plan = load(args.scenario, args.overrides)
     unsupported = [c for c in plan.cells if c.unsupported]
-    print(f"{args.scenario}: valid, {len(plan.cells)} cells ({len(unsupported)} unsupported)")
+    n_models = len(plan.scenario.model_list)
+    models = f" x {n_models} models" if n_models > 1 else ""
+    print(f"{args.scenario}: valid, {len(plan.cells)} cells{models} ({len(unsupported)} unsupported)")
+    if plan.data_missing:
+        print(f"  note: the data is not here yet, so `run` will stop: {plan.data_missing}")
     for cell in unsupported:
         print(f"  unsupported: {cell.spec.label}: {cell.unsupported}")
     return 0
@@ -92,9 +122,10 @@ def print_summary(table: Any, n_samples: int) -> None:
         out.add_row(*map(str, values))
     console = Console(width=max(Console().width, 110))
     console.print(out)
-    clean = table["clean_accuracy"].dropna()
+    clean = table.dropna(subset=["clean_accuracy"]).groupby("model", sort=False)["clean_accuracy"].first()
     if len(clean):
-        console.print(f"clean accuracy {clean.iloc[0]:.3f} on {n_samples} samples")
+        per_model = ", ".join(f"{m} {a:.3f}" for m, a in clean.items()) if len(clean) > 1 else f"{clean.iloc[0]:.3f}"
+        console.print(f"clean accuracy {per_model} on {n_samples} samples")
     lines = dict.fromkeys(
         f"  {r.attack}-{r.norm} | {r.toolkit}: {r.status}" for r in table.itertuples() if r.status != "ok"
     )

@@ -25,7 +25,9 @@ from bridge.analysis import (
 )
 from bridge.catalogue import NATIVE
 from bridge.checks import run_checks
-from bridge.scenario import Cell, Plan, load, load_raw
+from bridge.data import Dataset
+from bridge.models import ModelConfig
+from bridge.scenario import Cell, Plan, ScenarioError, load, load_raw
 from bridge.shared_model import SharedModel, resolve_device
 
 TABLE_COLUMNS = [
@@ -71,16 +73,25 @@ class Victim:
         return self.clean_logits.argmax(1)
 
 
-def prepare_victim(plan: Plan, log: Callable[[str], None]) -> Victim:
+def load_data(plan: Plan, log: Callable[[str], None]) -> tuple[Dataset, Dataset]:
+    """The evaluation samples (deterministic selection) and the training split, loaded once per run."""
     from bridge.data import load_split, select
+
+    cfg, scn = plan.scenario.data, plan.scenario
+    evaluation = select(load_split(cfg, log=log), cfg.n_samples, scn.seed, balanced=cfg.balanced)
+    return evaluation, load_split(cfg, "train", log=log)
+
+
+def prepare_victim(
+    plan: Plan, cfg: ModelConfig, data: Dataset, train: Dataset, log: Callable[[str], None], progress: bool = False
+) -> Victim:
+    """One shared model on the scenario's device, with the evaluation data there and its clean outputs."""
     from bridge.models import build_model
 
     scn = plan.scenario
     device = resolve_device(scn.device)
-    data = select(load_split(scn.data.dataset, scn.data.split), scn.data.n_samples, scn.seed)
-    train = load_split(scn.data.dataset, "train")
-    net, record = build_model(scn.model.arch, train, scn.model.training.model_dump(), log=log)
-    model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, name=scn.model.arch)
+    net, record = build_model(cfg, train, progress=progress, log=log, device=device)
+    model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, name=cfg.name)
     x, y = data.x.to(model.device), data.y.to(model.device)
     return Victim(model, x, y, model.predict(x, scn.batch_size), record, data.name)
 
@@ -168,6 +179,7 @@ class Runner:
         self.progress = progress
         self.log = log
         self.experiment_id: str | None = None
+        self.multi_model = False
 
     def run(self) -> pd.DataFrame:
         import mlflow
@@ -175,18 +187,31 @@ class Runner:
         from bridge import tracking
 
         scn = self.plan.scenario
+        if self.plan.data_missing:  # before anything is written
+            raise ScenarioError(f"{self.plan.path}: data: {self.plan.data_missing}")
         uri = tracking.resolve_uri(scn.tracking.uri)
         experiment_id = self.experiment_id = tracking.setup(uri, scn.tracking.experiment or scn.name)
-        victim = prepare_victim(self.plan, self.log)
-        parent = mlflow.start_run(experiment_id=experiment_id, run_name=scn.name, tags=self._tags(victim))
+        data, train = load_data(self.plan, self.log)
+        victims = [prepare_victim(self.plan, cfg, data, train, self.log, self.progress) for cfg in scn.model_list]
+        self.multi_model = len(victims) > 1
+        tags = {"dataset": data.name, "scenario": scn.name, "models": ", ".join(v.model.name for v in victims)}
+        parent = mlflow.start_run(experiment_id=experiment_id, run_name=scn.name, tags=tags)
         try:
-            self._log_parent_inputs(victim)
-            outcomes = [self._run_cell(cell, victim) for cell in self._iterate(self.plan.cells)]
+            self._log_parent_inputs(data, train, victims)
+            cells = [(cell, victim) for victim in victims for cell in self.plan.cells]
+            outcomes = [self._run_cell(cell, victim) for cell, victim in self._iterate(cells)]
             consensus, agreement = worst_case_per_group(outcomes)
             table = pd.DataFrame([o.row for o in outcomes], columns=TABLE_COLUMNS)
             self._log_comparison(table)
             self._log_consensus(consensus, agreement, worst_case_by_eps(outcomes), security_curves(outcomes))
-            checks = run_checks(outcomes, victim.model, victim.x, victim.y, victim.clean_pred)
+            checks = pd.concat(
+                [
+                    run_checks([o for o in outcomes if o.row["model"] == v.model.name], v.model, v.x, v.y,
+                               v.clean_pred).assign(model=v.model.name)
+                    for v in victims
+                ],
+                ignore_index=True,
+            )  # fmt: skip
             self._log_checks(checks)
             ran = table[~table["status"].str.startswith("unsupported")]
             failed = bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
@@ -202,12 +227,12 @@ class Runner:
             experiment_id=experiment_id,
             parent_run_id=parent.info.run_id,
             failed=failed,
-            n_samples=len(victim.y),
+            n_samples=len(data),
             checks=checks,
         )
         return table
 
-    def _iterate(self, cells: list[Cell]) -> Iterable[Cell]:
+    def _iterate(self, cells: list[tuple[Cell, Victim]]) -> Iterable[tuple[Cell, Victim]]:
         if not self.progress:
             yield from cells
             return
@@ -217,15 +242,20 @@ class Runner:
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn())
         with Progress(*columns, console=Console(stderr=True), transient=False) as bar:
             task = bar.add_task("cells", total=len(cells))
-            for cell in cells:
-                bar.update(task, description=f"{cell.spec.label:<42}")
-                yield cell
+            for cell, victim in cells:
+                bar.update(task, description=f"{self._run_name(cell, victim):<42}")
+                yield cell, victim
                 bar.advance(task)
+
+    def _run_name(self, cell: Cell, victim: Victim) -> str:
+        """`pgd-linf eps=0.1 | foolbox`, with `| model` appended when the scenario compares models."""
+        return cell.spec.label + (f" | {victim.model.name}" if self.multi_model else "")
 
     def _tags(self, victim: Victim) -> dict[str, str]:
         return {"model": victim.model.name, "dataset": victim.dataset, "scenario": self.plan.scenario.name}
 
-    def _log_parent_inputs(self, victim: Victim) -> None:
+    def _log_parent_inputs(self, data: Dataset, train: Dataset, victims: list[Victim]) -> None:
+        """The scenario as written and resolved, the data's identity, and each model's record and training."""
         import mlflow
 
         scn = self.plan.scenario
@@ -239,26 +269,34 @@ class Runner:
             ],
         }
         mlflow.log_dict(resolved, "scenario/resolved.yaml")
-        record = {k: v for k, v in victim.record.items() if k != "loss_curve"}
-        mlflow.log_dict(record, "model/record.json")
-        mlflow.log_params(
-            {
-                "seed": scn.seed,
-                "device": str(victim.model.device),
-                "batch_size": scn.batch_size,
-                "n_samples": len(victim.y),
-                "data.split": scn.data.split,
-                "model.arch": scn.model.arch,
-                "model.sha256": victim.record["sha256"],
-                "cells": len(self.plan.cells),
-            }
-        )
-        clean = float((victim.clean_pred == victim.y).float().mean())
-        mlflow.log_metric("clean_accuracy", clean)
-        if victim.record.get("trained"):  # trained in this run: its time and loss curve
-            mlflow.log_metric("train_time_s", victim.record["train_time_s"])
-            for epoch, loss in enumerate(victim.record["loss_curve"]):
-                mlflow.log_metric("train_loss", loss, step=epoch)
+        params: dict[str, Any] = {
+            "seed": scn.seed,
+            "device": str(victims[0].model.device),
+            "batch_size": scn.batch_size,
+            "n_samples": len(data),
+            "data.dataset": data.name,
+            "data.split": scn.data.split,
+            "data.fingerprint": data.fingerprint,
+            "data.train_fingerprint": train.fingerprint,
+            "cells": len(self.plan.cells) * len(victims),
+        }
+        metrics: dict[str, float] = {}
+        for v in victims:
+            name, record = v.model.name, v.record
+            params[f"model.{name}.hash"] = record["hash"]
+            params[f"model.{name}.sha256"] = record["sha256"]
+            mlflow.log_dict({k: v for k, v in record.items() if not k.endswith("_curve")}, f"model/{name}/record.json")
+            metrics[f"clean_accuracy.{name}" if self.multi_model else "clean_accuracy"] = float(
+                (v.clean_pred == v.y).float().mean()
+            )
+            if record.get("trained"):  # trained in this run: the weights, the time and the curves
+                mlflow.log_artifact(record["checkpoint"], f"model/{name}")
+                metrics[f"train_time_s.{name}"] = record["train_time_s"]
+                for key in ("loss_curve", "train_accuracy_curve"):
+                    for epoch, value in enumerate(record.get(key, [])):
+                        mlflow.log_metric(f"{key.removesuffix('_curve')}.{name}", value, step=epoch)
+        mlflow.log_params(params)
+        mlflow.log_metrics(metrics)
 
     def _run_cell(self, cell: Cell, victim: Victim) -> Outcome:
         """Measure one cell and record it as a child run; a toolkit error becomes a FAILED child run."""
@@ -281,7 +319,10 @@ class Runner:
         row = measured.outcome.row if measured else base_row(cell, victim, "ok")
         try:
             with mlflow.start_run(
-                experiment_id=self.experiment_id, run_name=spec.label, nested=True, tags=self._cell_tags(cell, victim)
+                experiment_id=self.experiment_id,
+                run_name=self._run_name(cell, victim),
+                nested=True,
+                tags=self._cell_tags(cell, victim),
             ) as run:
                 row["run_id"] = run.info.run_id
                 mlflow.log_params({**spec.params(), "native_class": cell.translation.native})

@@ -15,11 +15,11 @@ from pathlib import Path
 from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from bridge.catalogue import ATTACK_NAMES, CATALOGUE, ITERATIVE
-from bridge.data import DATASETS
-from bridge.models import ARCHITECTURES
+from bridge.data import DataConfig, DatasetError, missing
+from bridge.models import ModelConfig
 from bridge.spec import TOOLKITS, AttackSpec, Budget, SpecError, Tuning, resolve_attack
 
 
@@ -33,24 +33,6 @@ def _as_list(value: Any) -> Any:
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(Strict):
-    dataset: Literal[tuple(DATASETS)] = "digits"  # type: ignore[valid-type]
-    split: Literal["train", "test"] = "test"
-    n_samples: int | None = Field(default=None, gt=0)
-
-
-class TrainingConfig(Strict):
-    epochs: int = Field(default=20, gt=0)
-    lr: float = Field(default=1e-3, gt=0)
-    batch_size: int = Field(default=64, gt=0)
-    seed: int = 0
-
-
-class ModelConfig(Strict):
-    arch: Literal[tuple(ARCHITECTURES)] = "small_cnn"  # type: ignore[valid-type]
-    training: TrainingConfig = TrainingConfig()
 
 
 class TrackingConfig(Strict):
@@ -81,10 +63,24 @@ class Scenario(Strict):
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     batch_size: int = Field(default=128, gt=0)
     data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
+    model: ModelConfig | None = None  # one model ...
+    models: list[ModelConfig] | None = Field(default=None, min_length=1)  # ... or several, compared side by side
     attacks: list[AttackEntry] = Field(min_length=1)
     tracking: TrackingConfig = TrackingConfig()
     checks: ChecksConfig = ChecksConfig()
+
+    @model_validator(mode="after")
+    def _models(self) -> Scenario:
+        if self.model is not None and self.models is not None:
+            raise ValueError("give either model (one) or models (a list), not both")
+        names = [m.name for m in self.model_list]
+        if len(set(names)) < len(names):
+            raise ValueError(f"models need distinct names (set name:); got {', '.join(names)}")
+        return self
+
+    @property
+    def model_list(self) -> list[ModelConfig]:
+        return self.models or [self.model or ModelConfig()]
 
 
 @dataclass
@@ -107,6 +103,7 @@ class Plan:
     scenario: Scenario
     cells: list[Cell]
     raw: dict[str, Any]
+    data_missing: str | None = None  # the data is not on this machine: `run` refuses, `validate` says so
 
 
 def _path(loc: tuple) -> str:
@@ -259,9 +256,12 @@ def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", 
     try:
         raw = apply_overrides(raw, overrides or [])
         scenario = Scenario.model_validate(raw)
-        cells = plan_scenario(scenario, n_classes(scenario.data.dataset))
+        absent = missing(scenario.data)
+        if absent and scenario.data.dataset in ("image_folder", "npz"):  # their class count is in the files
+            raise ScenarioError(f"data: {absent}")
+        cells = plan_scenario(scenario, n_classes(scenario.data))
     except ValidationError as exc:
         raise ScenarioError(f"{path}: {_pydantic_message(exc)}") from None
-    except ScenarioError as exc:
+    except (ScenarioError, DatasetError) as exc:
         raise ScenarioError(f"{path}: {exc}") from None
-    return Plan(source, path, scenario, cells, raw)
+    return Plan(source, path, scenario, cells, raw, absent)

@@ -143,3 +143,17 @@ def test_ui_serves_the_same_store(tmp_path) -> None:
         server.wait(timeout=20)
     left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
     assert not left, f"the UI left processes behind: {left}"
+
+
+def test_list_models_and_datasets_and_the_cifar_scenario_validates() -> None:
+    models = advbridge("list", "models")
+    assert models.returncode == 0
+    for arch in ("small_cnn", "lenet", "resnet18", "preact_resnet18", "wide_resnet", "densenet", "inception"):
+        assert arch in models.stdout
+    datasets = advbridge("list", "datasets")
+    for name in ("digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "npz"):
+        assert name in datasets.stdout
+    out = advbridge("validate", "scenarios/cifar10.yaml")
+    assert out.returncode == 0 and "valid" in out.stdout
+    assert "note: the data is not here yet" in out.stdout and "cifar-10-python.tar.gz" in out.stdout
+    assert advbridge("validate", "scenarios/architectures.yaml").returncode == 0

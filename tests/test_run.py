@@ -116,7 +116,7 @@ def test_parent_artifacts(e2e) -> None:
     assert {
         "scenario/scenario.yaml",
         "scenario/resolved.yaml",
-        "model/record.json",
+        "model/small_cnn/record.json",
         "comparison/comparison.csv",
         "comparison/comparison.md",
         "comparison/comparison.json",
@@ -152,8 +152,9 @@ def test_second_run_reuses_the_cached_model(e2e, tmp_path) -> None:
     again = run_scenario(scenario, log=messages.append)
     assert not any("training" in m for m in messages)
     run = client.get_run(again.attrs["parent_run_id"])
-    assert "train_time_s" not in run.data.metrics
-    assert run.data.params["model.sha256"] == client.get_run(table.attrs["parent_run_id"]).data.params["model.sha256"]
+    assert "train_time_s.small_cnn" not in run.data.metrics
+    first = client.get_run(table.attrs["parent_run_id"])
+    assert run.data.params["model.small_cnn.sha256"] == first.data.params["model.small_cnn.sha256"]
 
 
 def test_parent_fails_only_when_every_cell_failed(store, model_cache) -> None:
@@ -228,3 +229,45 @@ def test_query_budget_is_enforced_by_the_bridge(digits_model, digits_batch) -> N
         assert capped.row["queries_blocked"] > 0
         assert capped.row["queries_per_sample"] >= 10  # the toolkit kept asking; the answers were empty
         assert capped.row["robust_accuracy"] > free.row["robust_accuracy"]
+
+
+def test_several_models_side_by_side(store, model_cache) -> None:
+    scenario = {
+        "name": "two-models",
+        "data": {"n_samples": 12},
+        "models": [
+            {"arch": "small_cnn", "training": TRAINING},
+            {"name": "lenet-quick", "arch": "lenet", "training": {**TRAINING, "epochs": 2}},
+        ],
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1, "toolkit": ["art", "torchattacks"]}],
+    }
+    table = run_scenario(scenario, log=lambda _: None)
+    assert sorted(table["model"].unique()) == ["lenet-quick", "small_cnn"] and len(table) == 4
+    client = MlflowClient(store)
+    names = {client.get_run(r).info.run_name for r in table["run_id"]}
+    assert "fgsm-linf eps=0.1 | art | lenet-quick" in names
+    parent = client.get_run(table.attrs["parent_run_id"])
+    assert {"clean_accuracy.small_cnn", "clean_accuracy.lenet-quick", "loss.lenet-quick"} <= set(parent.data.metrics)
+    arts = _artifacts(client, parent.info.run_id)
+    assert {"model/lenet-quick/record.json", "model/small_cnn/record.json"} <= arts
+    assert any(a.startswith("model/lenet-quick/") and a.endswith(".pt") for a in arts)  # trained here: weights
+    checks = table.attrs["checks"]
+    assert set(checks["model"]) == {"small_cnn", "lenet-quick"} and len(checks) == 2 * 9
+    # each model is judged on its own: same attack, its own clean accuracy and robust accuracy
+    assert table.groupby("model")["clean_accuracy"].nunique().eq(1).all()
+
+
+def test_missing_data_is_named_before_anything_runs(store, tmp_path) -> None:
+    from bridge.scenario import ScenarioError
+
+    scenario = {
+        "name": "no-cifar",
+        "data": {"dataset": "cifar10", "root": str(tmp_path / "cifar")},
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.03, "toolkit": "torchattacks"}],
+    }
+    with pytest.raises(ScenarioError) as info:
+        run_scenario(scenario, log=lambda _: None)
+    message = str(info.value)
+    assert "\n" not in message and "cifar-10-python.tar.gz" in message and str(tmp_path / "cifar") in message
+    assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
+    assert MlflowClient(store).get_experiment_by_name("no-cifar") is None  # nothing was written
