@@ -25,7 +25,7 @@ from bridge.data import Dataset
 from bridge.training import TrainingConfig, train
 from bridge.zoo import ARCHITECTURES, build, validate_options
 
-SOURCES = ("arch", "factory", "torchscript")
+SOURCES = ("arch", "factory", "torchscript", "mlflow")
 DEFAULT_ARCH = "small_cnn"
 
 
@@ -66,13 +66,14 @@ class ModelConfig(Strict):
     factory_kwargs: dict[str, Any] = {}
     checkpoint: Path | None = None
     torchscript: Path | None = None
+    mlflow: str | None = Field(default=None, pattern=r"^(models|runs):/.+")  # a logged PyTorch model's URI
     normalize: NormalizeConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
         given = [s for s in SOURCES if getattr(self, s) is not None]
         if len(given) > 1:
-            raise ValueError(f"give exactly one of arch, factory, torchscript; got {' and '.join(given)}")
+            raise ValueError(f"give exactly one of {', '.join(SOURCES)}; got {' and '.join(given)}")
         if not given:
             self.arch = DEFAULT_ARCH
         misplaced = {
@@ -80,7 +81,7 @@ class ModelConfig(Strict):
             "dropout": self.arch is None,
             "training": self.arch is None or self.checkpoint is not None,
             "factory_kwargs": self.factory is None,
-            "checkpoint": self.torchscript is not None,
+            "checkpoint": self.torchscript is not None or self.mlflow is not None,
         }
         for option, wrong in misplaced.items():
             if wrong and option in self.model_fields_set:
@@ -88,12 +89,17 @@ class ModelConfig(Strict):
         if self.arch is not None:
             self.options = validate_options(self.arch, self.options)
         if self.name is None:
-            self.name = self.arch or (self.factory.split(":")[1] if self.factory else self.torchscript.stem)
+            if self.mlflow is not None:
+                self.name = self.mlflow.rstrip("/").split("/")[-1]
+            else:
+                self.name = self.arch or (self.factory.split(":")[1] if self.factory else self.torchscript.stem)
         return self
 
     def _source_text(self) -> str:
         if self.torchscript is not None:
             return "a torchscript model"
+        if self.mlflow is not None:
+            return "an MLflow model"
         if self.factory is not None:
             return "a factory model"
         return "an arch with a checkpoint (it is not trained)"
@@ -223,6 +229,20 @@ def load_checkpoint(net: nn.Module, path: Path) -> None:
     net.load_state_dict(state)
 
 
+def load_mlflow(uri: str) -> nn.Module:
+    """A PyTorch model logged to MLflow (`models:/name/version`, `models:/m-<id>`, `runs:/<run>/<path>`), resolved
+    against the scenario's tracking store."""
+    import mlflow.pytorch
+
+    try:
+        net = mlflow.pytorch.load_model(uri, map_location="cpu")
+    except Exception as e:
+        raise ModelError(f"mlflow model {uri} could not be loaded: {_one_line(e)}") from None
+    if not isinstance(net, nn.Module):
+        raise ModelError(f"mlflow model {uri} is a {type(net).__name__}, not a torch.nn.Module")
+    return net
+
+
 def load_torchscript(path: Path) -> Scripted:
     if not path.is_file():
         raise ModelError(f"torchscript file {path} not found")
@@ -263,6 +283,8 @@ def build_model(
     torch.manual_seed(cfg.training.seed)  # initialisation (and dropout during training) is reproducible
     if cfg.torchscript is not None:
         net: nn.Module = load_torchscript(cfg.torchscript)
+    elif cfg.mlflow is not None:
+        net = load_mlflow(cfg.mlflow)
     elif cfg.factory is not None:
         net = call_factory(cfg.factory, cfg.factory_kwargs)
     else:

@@ -91,7 +91,7 @@ def prepare_victim(
     scn = plan.scenario
     device = resolve_device(scn.device)
     net, record = build_model(cfg, train, progress=progress, log=log, device=device)
-    model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, name=cfg.name)
+    model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, cfg.name, scn.precision)
     x, y = data.x.to(model.device), data.y.to(model.device)
     return Victim(model, x, y, model.predict(x, scn.batch_size), record, data.name)
 
@@ -272,6 +272,7 @@ class Runner:
         params: dict[str, Any] = {
             "seed": scn.seed,
             "device": str(victims[0].model.device),
+            "precision": scn.precision,
             "batch_size": scn.batch_size,
             "n_samples": len(data),
             "data.dataset": data.name,

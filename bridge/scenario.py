@@ -61,6 +61,7 @@ class Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
+    precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the model's forward under autocast, for every toolkit
     batch_size: int = Field(default=128, gt=0)
     data: DataConfig = DataConfig()
     model: ModelConfig | None = None  # one model ...

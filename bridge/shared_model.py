@@ -71,6 +71,7 @@ class SharedModel(nn.Module):
         bounds: tuple[float, float] = (0.0, 1.0),
         device: torch.device | str = "cpu",
         name: str = "model",
+        precision: str = "fp32",
     ):
         super().__init__()
         self.net = net
@@ -78,16 +79,23 @@ class SharedModel(nn.Module):
         self.n_classes = n_classes
         self.bounds = (float(bounds[0]), float(bounds[1]))
         self.name = name
+        self.precision = precision
         self._counters: Counters | None = None
         self._budget: QueryBudget | None = None
         self.net.register_forward_hook(self._on_forward)
         self.to(torch.device(device))
+        if precision == "bf16" and self.device.type == "cuda" and len(self.input_shape) == 3:
+            self.net.to(memory_format=torch.channels_last)  # tensor-core convolutions want NHWC
 
     @property
     def device(self) -> torch.device:
         return next(self.net.parameters()).device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits in float32 whatever the precision, so every toolkit sees the same dtype."""
+        if self.precision == "bf16":
+            with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
+                return self.net(x).float()
         return self.net(x)
 
     def _on_forward(self, _module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:

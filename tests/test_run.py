@@ -7,6 +7,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+import torch
 import yaml
 from conftest import TRAINING, write_scenario
 from mlflow.tracking import MlflowClient
@@ -271,3 +272,48 @@ def test_missing_data_is_named_before_anything_runs(store, tmp_path) -> None:
     assert "\n" not in message and "cifar-10-python.tar.gz" in message and str(tmp_path / "cifar") in message
     assert "https://www.cs.toronto.edu/~kriz/cifar-10-python.tar.gz" in message
     assert MlflowClient(store).get_experiment_by_name("no-cifar") is None  # nothing was written
+
+
+def test_bf16_precision_runs_every_toolkit(store, model_cache) -> None:
+    scenario = {
+        "name": "bf16",
+        "precision": "bf16",
+        "data": {"n_samples": 16},
+        "model": {"arch": "small_cnn", "training": TRAINING},
+        "attacks": [
+            {"attack": "pgd", "norm": "linf", "eps": 0.2, "steps": 5, "step_size": 0.05, "random_start": False}
+        ],
+    }
+    table = run_scenario(scenario, log=lambda _: None)
+    assert (table["status"] == "ok").all() and len(table) == 3
+    assert (table["backward_calls"] > 0).all() and (table["robust_accuracy"] < table["clean_accuracy"]).all()
+    parent = MlflowClient(store).get_run(table.attrs["parent_run_id"])
+    assert parent.data.params["precision"] == "bf16" and parent.data.metrics["clean_accuracy"] > 0.75  # 13 of 16
+
+
+def test_a_model_logged_to_mlflow_is_a_victim(store, model_cache, tmp_path) -> None:
+    import mlflow.pytorch
+    from torch import nn
+
+    torch.manual_seed(0)
+    net = nn.Sequential(nn.Flatten(), nn.Linear(64, 10))
+    mlflow.set_tracking_uri(store)
+    with mlflow.start_run(experiment_id=mlflow.create_experiment("registry")):
+        info = mlflow.pytorch.log_model(net, name="victim", serialization_format="pickle", pip_requirements=["torch"])
+    scenario = {
+        "name": "from-mlflow",
+        "data": {"n_samples": 8},
+        "model": {"name": "linear", "mlflow": info.model_uri},
+        "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1, "toolkit": "torchattacks"}],
+    }
+    table = run_scenario(scenario, log=lambda _: None)
+    assert table.iloc[0]["status"] == "ok" and table.iloc[0]["model"] == "linear"
+    with torch.no_grad():
+        from bridge.data import load_split, select
+
+        data = select(load_split("digits", "test"), 8, seed=0)
+        expected = (net(data.x).argmax(1) == data.y).float().mean().item()
+    assert table.iloc[0]["clean_accuracy"] == pytest.approx(expected)  # the logged weights, not a new model
+    bad = {**scenario, "model": {"mlflow": "models:/no-such-model/1"}}
+    with pytest.raises(ValueError, match=r"mlflow model models:/no-such-model/1 could not be loaded"):
+        run_scenario(bad, log=lambda _: None)

@@ -85,3 +85,14 @@ def test_query_budget_answers_past_the_limit_without_information() -> None:
         (grad,) = torch.autograd.grad(blocked[:, 0].sum(), xg)
     assert torch.count_nonzero(grad) == 0  # nothing leaks through the gradient either
     assert model(x).argmax(1).tolist() == real.argmax(1).tolist()  # outside the block: the real model
+
+
+def test_bf16_forward_returns_float32_logits_with_gradients() -> None:
+    model = _model().eval()
+    fast = SharedModel(model.net, (1, 2, 2), 3, precision="bf16")
+    x = torch.rand(6, 1, 2, 2, requires_grad=True)
+    out = fast(x)
+    assert out.dtype == torch.float32
+    assert torch.allclose(out, model(x), atol=0.05)  # bf16 keeps ~3 significant digits
+    (grad,) = torch.autograd.grad(out.sum(), x)
+    assert grad.dtype == torch.float32 and grad.abs().sum() > 0
