@@ -61,10 +61,9 @@ def test_no_check_fires_on_the_clean_model(digits_model, digits_batch) -> None:
     cells += [{**PGD, "eps": e, "step_size": e / 4, "toolkit": t} for e in (0.1, 0.2) for t in TOOLKITS]
     cells += [{**PGD, "eps": 0.2, "step_size": 0.05, "steps": 20, "toolkit": "torchattacks"}]  # doubled steps
     cells += [{**PGD, "eps": 1.0, "step_size": 0.1, "steps": 20, "toolkit": "torchattacks"}]  # very large eps
+    cells += [{"attack": "square", "norm": "linf", "eps": 0.2, "max_queries": 200, "toolkit": "torchattacks"}]
     status = checks(digits_model, x, y, cells)
-    assert "failed" not in status.values(), status
-    assert status["white_box_beats_score_based"] == "skipped"  # no score-based cell here
-    assert sum(v == "passed" for v in status.values()) == 8
+    assert set(status.values()) == {"passed"}, status  # every check had its cells, and none fired
 
 
 def test_zero_gradients_trip_gradient_and_large_eps_checks(digits_model, digits_batch) -> None:
