@@ -130,7 +130,7 @@ def security_curves(outcomes: list[Outcome], points: int = 101) -> pd.DataFrame:
     frames = []
     for key in sorted({(o.row["model"], o.spec.attack, o.spec.norm, o.spec.targeted) for o in ok}):
         group = [o for o in ok if (o.row["model"], o.spec.attack, o.spec.norm, o.spec.targeted) == key]
-        finite = np.concatenate([distances(o)[np.isfinite(distances(o))] for o in group])
+        finite = np.concatenate([d[np.isfinite(d)] for d in map(distances, group)])
         top = float(finite.max()) if len(finite) and finite.max() > 0 else 1.0
         grid = np.linspace(0.0, top, points)
         for o in group:
