@@ -50,7 +50,10 @@ def test_python_dict_is_validated_like_a_file() -> None:
 
 
 BAD = [
-    ("nme: x\nattacks: []", r"nme: unknown key; allowed: name, seed, device, batch_size, data, model, models, attacks"),
+    (
+        "nme: x\nattacks: []",
+        r"nme: unknown key; allowed: name, seed, device, precision, batch_size, data, model, models, attacks",
+    ),
     (
         "name: x\nattacks:\n  - {attack: pgd, norm: linf, eps: 0.1, stpes: 3}",
         r"attacks\[0\]\.stpes: unknown key; allowed: steps, step_size, .*attack, toolkit, norm, eps",
