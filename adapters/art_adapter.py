@@ -681,12 +681,9 @@ class ArtAdapter(ToolkitAdapter):
 
         One-hot is the label format every ART class accepts; a few (SimBA) reject class indices.
         """
-        targeted = _targeted(spec)
 
         def attack(x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-            if targeted and targets is None:
-                raise ValueError(f"{spec.label}: a targeted attack needs targets")
-            labels = targets if targeted else y  # never None: ART would attack its predictions instead
+            labels = self.goal(spec, y, targets)  # never None: ART would attack its predictions instead
             x_adv = native.generate(_numpy(x), y=_one_hot(labels, model.n_classes), **translation.call_kwargs)
             return self.output(x_adv, model)
 
@@ -725,9 +722,7 @@ class ArtAdapter(ToolkitAdapter):
         hopskipjump = type(native).__name__ == "HopSkipJump"
 
         def attack(x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-            if targeted and targets is None:
-                raise ValueError(f"{spec.label}: a targeted attack needs targets")
-            goal = targets if targeted else y
+            goal = self.goal(spec, y, targets)
             with torch.no_grad():
                 pred = model(x).argmax(1)
             todo = (pred != goal if targeted else pred == goal).nonzero().flatten()

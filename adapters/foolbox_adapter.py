@@ -300,17 +300,18 @@ class FoolboxAdapter(ToolkitAdapter):
         minimum = spec.kind == "minimum"
 
         def run(x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-            labels = (y if targets is None else targets).to(device=model.device, dtype=torch.int64)
+            labels = self.goal(spec, y, targets).to(device=model.device, dtype=torch.int64)
+            targeted = spec.targeted != "none"
             if native in _DECISION:
                 init = translation.kwargs.get("init_attack") or _default_init_attack()
                 norm = "linf" if translation.kwargs.get("constraint") == "linf" else "l2"
-                x_adv = _run_decision(fb, attack, init, fmodel, x, labels, targets is not None, norm, spec.max_queries)
+                x_adv = _run_decision(fb, attack, init, fmodel, x, labels, targeted, norm, spec.max_queries)
                 eps = translation.call_kwargs.get("epsilons")
                 if eps is not None:  # a passthrough cell with eps: Foolbox's clipped result, as for the others
                     ep = importlib.import_module("eagerpy")
                     x_adv = attack.distance.clip_perturbation(ep.astensor(x), ep.astensor(x_adv), eps).raw
                 return self.output(x_adv, model)
-            raw, clipped, _ = attack(fmodel, x, _criterion(fb, labels, targets is not None), **translation.call_kwargs)
+            raw, clipped, _ = attack(fmodel, x, _criterion(fb, labels, targeted), **translation.call_kwargs)
             x_adv = raw if minimum else clipped
             if native in _ZERO_SENTINEL:
                 x_adv = _restore_zero_failures(x, x_adv)

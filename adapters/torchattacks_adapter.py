@@ -524,12 +524,9 @@ class TorchattacksAdapter(ToolkitAdapter):
                 f"(torch.eye(n)[labels]), which fails on {model.device}; use loss dlr, or run on the CPU"
             )
         native = self.instantiate(translation, spec, model)
-        targeted = spec.targeted != "none"
 
         def attack(x: torch.Tensor, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
-            if targeted and targets is None:
-                raise ValueError(f"{spec.label}: a targeted attack needs targets")
-            labels = targets if targeted else y
+            labels = self.goal(spec, y, targets)
             return self.output(native(x, labels, **translation.call_kwargs), model)
 
         return attack

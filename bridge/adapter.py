@@ -160,6 +160,16 @@ class ToolkitAdapter(ABC):
         """An attack function (x, y, targets) -> x_adv for batches on the model's device."""
 
     @staticmethod
+    def goal(spec: AttackSpec, y: torch.Tensor, targets: torch.Tensor | None) -> torch.Tensor:
+        """The labels a toolkit is given: the true labels untargeted (never its own guess from the model's
+        predictions), the bridge's targets targeted (never a toolkit's own choice of target)."""
+        if spec.targeted == "none":
+            return y
+        if targets is None:
+            raise ValueError(f"{spec.label}: a targeted attack needs targets")
+        return targets
+
+    @staticmethod
     def output(x_adv: Any, model: SharedModel) -> torch.Tensor:
         """Every adapter returns float32 torch tensors on the model's device, detached."""
         return torch.as_tensor(x_adv).detach().to(device=model.device, dtype=torch.float32)
