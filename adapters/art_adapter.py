@@ -17,6 +17,7 @@ import numpy as np
 import torch
 
 from bridge.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
+from bridge.keras_model import KerasModel
 from bridge.shared_model import SharedModel
 from bridge.spec import AttackSpec
 
@@ -61,6 +62,11 @@ FLOAT64_CLASSES = frozenset({"BoundaryAttack", "HopSkipJump"})
 PROBABILITY_CLASSES = frozenset({"NewtonFool", "SimBA", "VirtualAdversarialMethod"})
 # ART classes that take no labels and attack the model's prediction (untargeted): run on correct samples only.
 PREDICTION_CLASSES = frozenset({"DeepFool", "NewtonFool"})
+
+# ART classes that refuse TensorFlow estimators, with the reason shown for a Keras model.
+KERAS_REFUSED = {
+    "MomentumIterativeMethod": "art MomentumIterativeMethod is disabled for TensorFlow in ART 1.20.1 (ART issue #2439)",
+}
 
 APGD_LOSSES = {"ce": "cross_entropy", "dlr": "difference_logits_ratio"}
 
@@ -564,6 +570,37 @@ class ModelView(torch.nn.Module):
         return out.softmax(1) if self.softmax else out
 
 
+def _keras_classifier(model: KerasModel, native: str) -> Any:
+    """ART's TensorFlowV2Classifier over a KerasModel (NCHW inputs, so channels_first=True), every argument explicit.
+
+    Its `predict` runs the model through a `tf.function`; `KerasModel.counting` runs such functions eagerly, so
+    the bridge's counters and query budget see every query. The loss is softmax cross-entropy on logits with
+    one-hot labels, as PyTorchClassifier's CrossEntropyLoss.
+    """
+    import tensorflow as tf
+    from art.estimators.classification import TensorFlowV2Classifier
+
+    softmax = native in PROBABILITY_CLASSES
+
+    def forward(x: Any, training: bool = False) -> Any:
+        logits = model(tf.cast(x, tf.float32))
+        return tf.nn.softmax(logits) if softmax else logits
+
+    return TensorFlowV2Classifier(
+        model=forward,
+        nb_classes=model.n_classes,
+        input_shape=model.input_shape,
+        loss_object=tf.keras.losses.CategoricalCrossentropy(from_logits=not softmax),
+        optimizer=None,
+        train_step=None,
+        channels_first=True,
+        clip_values=model.bounds,
+        preprocessing_defences=None,
+        postprocessing_defences=None,
+        preprocessing=(0.0, 1.0),
+    )
+
+
 class MultiTargeted:
     """APGD-T's target loop (Croce & Hein) around one targeted ART APGD; usable alone or inside ART's AutoAttack.
 
@@ -616,8 +653,10 @@ class ArtAdapter(ToolkitAdapter):
     def native_class(self, native: str) -> type:
         return getattr(importlib.import_module("art.attacks.evasion"), native)
 
-    def build(self, translation: Translation, spec: AttackSpec, model: SharedModel) -> AttackFn:
+    def build(self, translation: Translation, spec: AttackSpec, model: SharedModel | KerasModel) -> AttackFn:
         name = translation.native
+        if model.framework == "keras" and name in KERAS_REFUSED:
+            raise Unsupported(KERAS_REFUSED[name])
         if translation.passthrough:
             return self._labelled(self.construct(name, translation.kwargs, model), translation, spec, model)
         lo, hi = model.bounds
@@ -643,14 +682,17 @@ class ArtAdapter(ToolkitAdapter):
         return self.native_class(native)(estimator, **kwargs)
 
     @staticmethod
-    def classifier(model: SharedModel, native: str = "") -> Any:
+    def classifier(model: SharedModel | KerasModel, native: str = "") -> Any:
         """ART's estimator over the SharedModel, every argument explicit, on the model's own device.
 
         ART's 'gpu' means cuda:{current_device()} and it moves the model there, so the current device is set
-        to the model's first. Classes in FLOAT64_CLASSES / PROBABILITY_CLASSES see a `ModelView`.
+        to the model's first. Classes in FLOAT64_CLASSES / PROBABILITY_CLASSES see a `ModelView`. A Keras
+        model gets a TensorFlowV2Classifier (`_keras_classifier`).
         """
         from art.estimators.classification import PyTorchClassifier
 
+        if model.framework == "keras":
+            return _keras_classifier(model, native)
         device = model.device
         if device.type == "cuda":
             torch.cuda.set_device(device)

@@ -19,11 +19,14 @@ from __future__ import annotations
 
 import functools
 import importlib
+from collections.abc import Callable
 from typing import Any
 
+import numpy as np
 import torch
 
 from bridge.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
+from bridge.keras_model import KerasModel
 from bridge.shared_model import SharedModel
 from bridge.spec import AttackSpec
 
@@ -288,12 +291,13 @@ class FoolboxAdapter(ToolkitAdapter):
         if fixed and translation.call_kwargs.get("epsilons") is None:
             raise ValueError(f"foolbox {translation.native} is a fixed-epsilon attack: it needs eps")
 
-    def build(self, translation: Translation, spec: AttackSpec, model: SharedModel) -> AttackFn:
+    def build(self, translation: Translation, spec: AttackSpec, model: SharedModel | KerasModel) -> AttackFn:
         fb = importlib.import_module("foolbox")
         native = translation.native
         if native == "HopSkipJumpAttack" and tuple(model.bounds) != (0.0, 1.0):
             raise Unsupported(f"foolbox HopSkipJumpAttack clips to [0, 1]; the model's bounds are {model.bounds}")
-        fmodel = fb.PyTorchModel(model, bounds=model.bounds, device=model.device, preprocessing=None)
+        fmodel = _fmodel(fb, model)
+        to_fw = _converter(model)
         attack = _patched(native, self.native_class(native))(**translation.kwargs)
         if (spec.restarts or 1) > 1:
             attack = attack.repeat(spec.restarts)
@@ -305,14 +309,15 @@ class FoolboxAdapter(ToolkitAdapter):
             if native in _DECISION:
                 init = translation.kwargs.get("init_attack") or _default_init_attack()
                 norm = "linf" if translation.kwargs.get("constraint") == "linf" else "l2"
-                x_adv = _run_decision(fb, attack, init, fmodel, x, labels, targeted, norm, spec.max_queries)
+                x_adv = _run_decision(fb, attack, init, fmodel, to_fw, x, labels, targeted, norm, spec.max_queries)
                 eps = translation.call_kwargs.get("epsilons")
                 if eps is not None:  # a passthrough cell with eps: Foolbox's clipped result, as for the others
                     ep = importlib.import_module("eagerpy")
                     x_adv = attack.distance.clip_perturbation(ep.astensor(x), ep.astensor(x_adv), eps).raw
                 return self.output(x_adv, model)
-            raw, clipped, _ = attack(fmodel, x, _criterion(fb, labels, targeted), **translation.call_kwargs)
-            x_adv = raw if minimum else clipped
+            criterion = _criterion(fb, to_fw(labels), targeted)
+            raw, clipped, _ = attack(fmodel, to_fw(x), criterion, **translation.call_kwargs)
+            x_adv = self.output(raw if minimum else clipped, model)
             if native in _ZERO_SENTINEL:
                 x_adv = _restore_zero_failures(x, x_adv)
             return self.output(x_adv, model)
@@ -320,9 +325,36 @@ class FoolboxAdapter(ToolkitAdapter):
         return run
 
 
-def _criterion(fb: Any, labels: torch.Tensor, targeted: bool) -> Any:
-    """Int64 labels always: eagerpy compares TF tensors of different dtypes via np.find_common_type (NumPy 2)."""
-    labels = labels.to(torch.int64)
+def _fmodel(fb: Any, model: SharedModel | KerasModel) -> Any:
+    """Foolbox's model for the shared model: PyTorchModel, or TensorFlowModel for a Keras model (NCHW inputs)."""
+    if model.framework == "keras":
+        return _channels_first_tf_model(fb)(model, bounds=model.bounds, device=model.tf_device, preprocessing=None)
+    return fb.PyTorchModel(model, bounds=model.bounds, device=model.device, preprocessing=None)
+
+
+@functools.cache
+def _channels_first_tf_model(fb: Any) -> type:
+    class TensorFlowModel(fb.TensorFlowModel):
+        """Foolbox's TensorFlowModel reports Keras' global data format (channels_last); the KerasModel takes NCHW."""
+
+        @property
+        def data_format(self) -> str:
+            return "channels_first"
+
+    return TensorFlowModel
+
+
+def _converter(model: SharedModel | KerasModel) -> Callable[[torch.Tensor], Any]:
+    """torch tensors -> the tensors Foolbox's model for `model` takes (TensorFlowModel raises on anything else)."""
+    if model.framework == "keras":
+        tf = importlib.import_module("tensorflow")
+        return lambda t: tf.convert_to_tensor(t.detach().cpu().numpy())
+    return lambda t: t
+
+
+def _criterion(fb: Any, labels: Any, targeted: bool) -> Any:
+    """`labels` as the bridge makes them: int64 (eagerpy compares TF tensors of different dtypes through
+    np.find_common_type, which NumPy 2 removed, so Foolbox + TF with int32 labels crashes)."""
     return fb.criteria.TargetedMisclassification(labels) if targeted else fb.criteria.Misclassification(labels)
 
 
@@ -478,7 +510,9 @@ class _Guard:
 
 
 def _raw(tensor: Any) -> torch.Tensor:
-    return tensor.raw if hasattr(tensor, "raw") else tensor
+    """A Foolbox result (eagerpy, torch or TF tensor) as a torch tensor."""
+    tensor = tensor.raw if hasattr(tensor, "raw") else tensor
+    return tensor if isinstance(tensor, torch.Tensor) else torch.from_numpy(np.asarray(tensor))
 
 
 def _run_decision(
@@ -486,6 +520,7 @@ def _run_decision(
     attack: Any,
     init: Any,
     fmodel: Any,
+    to_fw: Callable[[torch.Tensor], Any],
     x: torch.Tensor,
     labels: torch.Tensor,
     targeted: bool,
@@ -505,13 +540,13 @@ def _run_decision(
     guard = _Guard(fmodel, x, labels, targeted, norm, limit)
     x_adv = x.clone()
     try:
-        start = _raw(init.run(guard, x, _criterion(fb, labels, targeted), early_stop=None))
-        todo = guard.adversarial(_raw(guard(start)), guard.rows) & (start != x).flatten(1).any(1)
+        start = _raw(init.run(guard, to_fw(x), _criterion(fb, to_fw(labels), targeted), early_stop=None))
+        todo = guard.adversarial(_raw(guard(to_fw(start))), guard.rows) & (start != x).flatten(1).any(1)
         if todo.any():
             guard.rows = todo.nonzero().flatten()
-            criterion = _criterion(fb, labels[todo], targeted)
-            raw, _, _ = attack(guard, x[todo], criterion, epsilons=None, starting_points=start[todo])
-            x_adv[todo] = raw
+            criterion = _criterion(fb, to_fw(labels[todo]), targeted)
+            raw, _, _ = attack(guard, to_fw(x[todo]), criterion, epsilons=None, starting_points=to_fw(start[todo]))
+            x_adv[todo] = _raw(raw)
     except _BudgetSpent:
         return guard.best
     return x_adv

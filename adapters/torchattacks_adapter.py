@@ -513,6 +513,11 @@ class TorchattacksAdapter(ToolkitAdapter):
         return REPAIRED[native](cls)(model, **kwargs) if native in REPAIRED else cls(model, **kwargs)
 
     def build(self, translation: Translation, spec: AttackSpec, model: SharedModel) -> AttackFn:
+        if model.framework != "torch":
+            raise Unsupported(
+                f"torchattacks attacks PyTorch modules only (it calls the model on torch tensors and differentiates "
+                f"with torch.autograd); model {model.name} is a {model.framework} model"
+            )
         if model.bounds != UNIT_BOUNDS:
             raise Unsupported(
                 f"torchattacks clamps inputs to [0, 1] (hard-coded); the model's bounds are {model.bounds}"

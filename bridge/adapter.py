@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from bridge.catalogue import NATIVE
+from bridge.keras_model import KerasModel
 from bridge.shared_model import SharedModel
 from bridge.spec import AttackSpec
 
@@ -156,7 +157,7 @@ class ToolkitAdapter(ABC):
         """Import the toolkit lazily and return the class named `native`."""
 
     @abstractmethod
-    def build(self, translation: Translation, spec: AttackSpec, model: SharedModel) -> AttackFn:
+    def build(self, translation: Translation, spec: AttackSpec, model: SharedModel | KerasModel) -> AttackFn:
         """An attack function (x, y, targets) -> x_adv for batches on the model's device."""
 
     @staticmethod
@@ -170,8 +171,10 @@ class ToolkitAdapter(ABC):
         return targets
 
     @staticmethod
-    def output(x_adv: Any, model: SharedModel) -> torch.Tensor:
-        """Every adapter returns float32 torch tensors on the model's device, detached."""
+    def output(x_adv: Any, model: SharedModel | KerasModel) -> torch.Tensor:
+        """Every adapter returns float32 torch tensors on the model's device, detached (from numpy, torch or TF)."""
+        if not isinstance(x_adv, torch.Tensor | np.ndarray):
+            x_adv = np.array(x_adv)  # a TensorFlow tensor (its numpy view is read-only)
         return torch.as_tensor(x_adv).detach().to(device=model.device, dtype=torch.float32)
 
 

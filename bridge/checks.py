@@ -169,13 +169,7 @@ def gradients_available(model: SharedModel, x: torch.Tensor, y: torch.Tensor, cl
     correct = clean_pred == y
     if not correct.any():
         return check.skip("no correctly classified sample")
-    xs = x[correct][:256].detach().clone().requires_grad_(True)
-    ys = y[correct][:256]
-    with model.eval_mode():
-        logits = model(xs)
-        true = logits.gather(1, ys[:, None]).squeeze(1)
-        other = logits.masked_fill(torch.nn.functional.one_hot(ys, logits.shape[1]).bool(), -torch.inf).amax(1)
-        (grad,) = torch.autograd.grad((true - other).sum(), xs)
+    grad = model.margin_gradient(x[correct][:256], y[correct][:256])
     zero = (grad.flatten(1).abs().amax(1) < 1e-12).float().mean().item()
     if zero > 0.05:
         return check.trip(["(model)"], f"{zero:.0%} of correctly classified samples have a zero margin gradient")

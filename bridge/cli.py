@@ -55,13 +55,15 @@ def attack_table() -> list[dict[str, str]]:
 
 
 def model_table() -> list[dict[str, str]]:
-    """The zoo: each architecture, what it is, and its options with their defaults."""
+    """The zoo: each architecture, what it is, the frameworks it is built in, and its options with defaults."""
+    from bridge.keras_zoo import KERAS_ARCHITECTURES
     from bridge.zoo import ARCHITECTURES, DESCRIPTIONS, option_defaults
 
     return [
         {
             "arch": name,
             "description": DESCRIPTIONS[name],
+            "frameworks": "torch, keras" if name in KERAS_ARCHITECTURES else "torch",
             "options": ", ".join(f"{k}={v}" for k, v in option_defaults(name).items()) or "-",
         }
         for name in ARCHITECTURES

@@ -1,4 +1,5 @@
-"""The scenario's model: a zoo architecture trained here, a factory of your own, or a TorchScript file.
+"""The scenario's model: a zoo architecture trained here (PyTorch or Keras), a factory of your own, a TorchScript
+file, a Keras `.keras` file or an MLflow model.
 
 Zoo models are trained on the train split and cached in `$ADVBRIDGE_CACHE/models` (default
 `~/.cache/advbridge/models`) under a hash of what determines their weights (`cache_key`): a second run with
@@ -22,10 +23,11 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validato
 from torch import nn
 
 from bridge.data import Dataset
+from bridge.keras_zoo import KERAS_ARCHITECTURES, unsupported_training
 from bridge.training import TrainingConfig, train
 from bridge.zoo import ARCHITECTURES, build, validate_options
 
-SOURCES = ("arch", "factory", "torchscript", "mlflow")
+SOURCES = ("arch", "factory", "torchscript", "mlflow", "keras")
 DEFAULT_ARCH = "small_cnn"
 
 
@@ -51,13 +53,16 @@ class NormalizeConfig(Strict):
 
 
 class ModelConfig(Strict):
-    """Exactly one source: `arch` (a zoo architecture), `factory` or `torchscript`; small_cnn when none is given.
+    """Exactly one source: `arch` (a zoo architecture), `factory`, `torchscript`, `mlflow` or `keras` (a .keras
+    file); small_cnn when none is given.
 
     `checkpoint` (a state dict) goes with `arch` (load it instead of training) or with `factory`; `options`,
-    `dropout` and `training` are for zoo architectures, `factory_kwargs` for factories.
+    `dropout` and `training` are for zoo architectures, `factory_kwargs` for factories. `framework: keras` builds
+    and trains the Keras version of `arch` (KERAS_ARCHITECTURES); a `keras` file implies it.
     """
 
-    name: str | None = None  # default: the arch, the factory's function name or the TorchScript file's stem
+    name: str | None = None  # default: the arch (with -keras for Keras), the factory's function or the file's stem
+    framework: Literal["torch", "keras"] = "torch"
     arch: Literal[tuple(ARCHITECTURES)] | None = None  # type: ignore[valid-type]
     options: dict[str, Any] = {}
     dropout: float = Field(default=0.0, ge=0, lt=1)
@@ -67,6 +72,7 @@ class ModelConfig(Strict):
     checkpoint: Path | None = None
     torchscript: Path | None = None
     mlflow: str | None = Field(default=None, pattern=r"^(models|runs):/.+")  # a logged PyTorch model's URI
+    keras: Path | None = None  # a Keras model saved with model.save("file.keras"): NHWC inputs, logits out
     normalize: NormalizeConfig | None = None
 
     @model_validator(mode="after")
@@ -81,21 +87,44 @@ class ModelConfig(Strict):
             "dropout": self.arch is None,
             "training": self.arch is None or self.checkpoint is not None,
             "factory_kwargs": self.factory is None,
-            "checkpoint": self.torchscript is not None or self.mlflow is not None,
+            "checkpoint": self.torchscript is not None or self.mlflow is not None or self.keras is not None,
         }
         for option, wrong in misplaced.items():
             if wrong and option in self.model_fields_set:
                 raise ValueError(f"{option} does not apply to {self._source_text()}")
         if self.arch is not None:
             self.options = validate_options(self.arch, self.options)
+        self._check_framework()
         if self.name is None:
             if self.mlflow is not None:
                 self.name = self.mlflow.rstrip("/").split("/")[-1]
+            elif self.keras is not None:
+                self.name = self.keras.stem
+            elif self.arch is not None:
+                self.name = self.arch + ("-keras" if self.framework == "keras" else "")
             else:
-                self.name = self.arch or (self.factory.split(":")[1] if self.factory else self.torchscript.stem)
+                self.name = self.factory.split(":")[1] if self.factory else self.torchscript.stem
         return self
 
+    def _check_framework(self) -> None:
+        if self.keras is not None:
+            if "framework" in self.model_fields_set and self.framework != "keras":
+                raise ValueError("a keras file is a Keras model: framework must be keras (or left out)")
+            self.framework = "keras"
+        if self.framework != "keras":
+            return
+        if self.factory is not None or self.torchscript is not None or self.mlflow is not None:
+            raise ValueError(f"framework keras takes arch or keras (a .keras file), not {self._source_text()}")
+        if self.arch is not None and self.arch not in KERAS_ARCHITECTURES:
+            raise ValueError(f"framework keras has arch {', '.join(KERAS_ARCHITECTURES)}; not {self.arch}")
+        if self.checkpoint is not None:
+            raise ValueError("checkpoint (a PyTorch state dict) does not apply to framework keras")
+        if self.arch is not None and (reason := unsupported_training(self.training)):
+            raise ValueError(f"training: {reason}")
+
     def _source_text(self) -> str:
+        if self.keras is not None:
+            return "a keras file"
         if self.torchscript is not None:
             return "a torchscript model"
         if self.mlflow is not None:
@@ -157,6 +186,8 @@ def cache_key(cfg: ModelConfig, data: Dataset) -> str:
     """What determines a zoo model's trained weights: architecture, options, dropout, normalisation, the whole
     training config and the training data's fingerprint (not the name, which is only a label)."""
     model = cfg.model_dump(mode="json", include={"arch", "options", "dropout", "normalize", "training"})
+    if cfg.framework != "torch":  # keys of PyTorch models stay as they were before Keras models existed
+        model["framework"] = cfg.framework
     return config_hash({**model, "data": data.fingerprint})
 
 
@@ -279,6 +310,8 @@ def build_model(
     The record holds config, hash, checkpoint (the weights file used, None for a factory without one),
     sha256 (of that file), trained, and after training loss_curve, train_accuracy_curve and train_time_s.
     """
+    if cfg.framework == "keras":
+        return build_keras_model(cfg, train_data, progress, log)
     device = torch.device(device)
     torch.manual_seed(cfg.training.seed)  # initialisation (and dropout during training) is reproducible
     if cfg.torchscript is not None:
@@ -319,3 +352,42 @@ def build_model(
     record.update(checkpoint=None if weights is None else str(weights), sha256=sha)
     record.setdefault("hash", config_hash({"model": cfg.model_dump(mode="json", exclude={"name"}), "sha256": sha}))
     return model, record
+
+
+def build_keras_model(
+    cfg: ModelConfig, train_data: Dataset, progress: bool = False, log: Callable[[str], None] = print
+) -> tuple[Any, dict[str, Any]]:
+    """The Keras model of `cfg` (trained or loaded from the cache, or read from its .keras file) and its record,
+    as `build_model` gives for PyTorch; normalisation is applied by `KerasModel`, not folded in here."""
+    from bridge.keras_zoo import build_keras, load_keras_file, nhwc, save_keras, train_keras
+
+    record: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "trained": False}
+    if cfg.keras is not None:
+        net, weights = load_keras_file(cfg.keras), cfg.keras
+    else:
+        key = cache_key(cfg, train_data)
+        weights = cache_dir() / f"{cfg.arch}-keras-{key}.keras"
+        record.update(hash=key, data=train_data.fingerprint)
+        if weights.exists():
+            net = load_keras_file(weights)
+        else:
+            cfg.training.check_input(train_data.input_shape)
+            net = build_keras(cfg.arch, train_data.input_shape, train_data.n_classes, cfg.dropout, cfg.options)
+            data_text = f"{train_data.name} [{train_data.fingerprint}]"
+            log(f"training {cfg.name} (Keras) on {data_text} ({cfg.training.epochs} epochs); cached as {weights.name}")
+            record.update(trained=True, **train_keras(net, train_data, cfg.training, progress))
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            save_keras(net, weights)
+    x = nhwc(train_data.x[:2])
+    try:
+        out = tuple(net(x, training=False).shape)
+    except Exception as e:
+        raise ModelError(f"the keras model fails on NHWC inputs of shape {x.shape}: {_one_line(e)}") from None
+    if out != (2, train_data.n_classes):
+        raise ModelError(
+            f"the keras model returns {out} for inputs of shape {x.shape}; expected logits (2, {train_data.n_classes})"
+        )
+    sha = file_sha256(weights)
+    record.update(checkpoint=str(weights), sha256=sha)
+    record.setdefault("hash", config_hash({"model": cfg.model_dump(mode="json", exclude={"name"}), "sha256": sha}))
+    return net, record

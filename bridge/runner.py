@@ -26,6 +26,7 @@ from bridge.analysis import (
 from bridge.catalogue import NATIVE
 from bridge.checks import run_checks
 from bridge.data import Dataset
+from bridge.keras_model import KerasModel
 from bridge.models import ModelConfig
 from bridge.scenario import Cell, Plan, ScenarioError, load, load_raw
 from bridge.shared_model import SharedModel, resolve_device
@@ -61,7 +62,7 @@ def make_targets(mode: str, y: torch.Tensor, clean_logits: torch.Tensor, seed: i
 class Victim:
     """The shared model with the evaluation data on its device and its clean outputs, computed once."""
 
-    model: SharedModel
+    model: SharedModel | KerasModel
     x: torch.Tensor
     y: torch.Tensor
     clean_logits: torch.Tensor
@@ -90,8 +91,13 @@ def prepare_victim(
 
     scn = plan.scenario
     device = resolve_device(scn.device)
-    net, record = build_model(cfg, train, progress=progress, log=log, device=device)
-    model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, cfg.name, scn.precision)
+    if cfg.framework == "keras":
+        net, record = build_model(cfg, train, progress=progress, log=log)
+        norm = None if cfg.normalize is None else (cfg.normalize.mean, cfg.normalize.std)
+        model = KerasModel(net, data.input_shape, data.n_classes, data.bounds, scn.device, cfg.name, norm)
+    else:
+        net, record = build_model(cfg, train, progress=progress, log=log, device=device)
+        model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, cfg.name, scn.precision)
     x, y = data.x.to(model.device), data.y.to(model.device)
     return Victim(model, x, y, model.predict(x, scn.batch_size), record, data.name)
 

@@ -77,6 +77,9 @@ class Scenario(Strict):
         names = [m.name for m in self.model_list]
         if len(set(names)) < len(names):
             raise ValueError(f"models need distinct names (set name:); got {', '.join(names)}")
+        keras = [m.name for m in self.model_list if m.framework == "keras"]
+        if self.precision == "bf16" and keras:
+            raise ValueError(f"precision bf16 applies to PyTorch models; {', '.join(keras)} is a Keras model")
         return self
 
     @property
@@ -247,6 +250,19 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Plan:
     return load_raw(raw, overrides, source=source, path=str(path))
 
 
+def _require_frameworks(scenario: Scenario) -> None:
+    """A Keras model needs TensorFlow (an optional extra): say so in one line before anything runs."""
+    from bridge.keras_model import TensorFlowMissing, require_tensorflow
+
+    for i, cfg in enumerate(scenario.model_list):
+        if cfg.framework == "keras":
+            key = f"models[{i}]" if scenario.models is not None else "model"
+            try:
+                require_tensorflow()
+            except TensorFlowMissing as exc:
+                raise ScenarioError(f"{key}.framework: keras: {exc}") from None
+
+
 def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", path: str = "<scenario dict>") -> Plan:
     """Validate and plan a scenario given as a mapping (what the YAML file holds)."""
     from bridge.data import n_classes
@@ -260,6 +276,7 @@ def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", 
         absent = missing(scenario.data)
         if absent and scenario.data.dataset in ("image_folder", "npz"):  # their class count is in the files
             raise ScenarioError(f"data: {absent}")
+        _require_frameworks(scenario)
         cells = plan_scenario(scenario, n_classes(scenario.data))
     except ValidationError as exc:
         raise ScenarioError(f"{path}: {_pydantic_message(exc)}") from None

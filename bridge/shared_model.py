@@ -60,8 +60,11 @@ class SharedModel(nn.Module):
     """Wraps a classifier mapping inputs in `bounds` to logits; this module is what toolkits receive.
 
     It is a plain nn.Module (never nn.Sequential) so that wrappers which walk Sequential children, as
-    ART's does, still call it as a whole and the counting hooks fire.
+    ART's does, still call it as a whole and the counting hooks fire. `bridge.keras_model.KerasModel` offers
+    the same interface over a Keras model.
     """
+
+    framework = "torch"
 
     def __init__(
         self,
@@ -149,6 +152,16 @@ class SharedModel(nn.Module):
         finally:
             for module, training in modes.items():
                 module.train(training)
+
+    def margin_gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Gradient of (true logit - best other logit) w.r.t. the inputs, for the bridge's gradient check."""
+        xs = x.detach().clone().requires_grad_(True)
+        with self.eval_mode():
+            logits = self(xs)
+            true = logits.gather(1, y[:, None]).squeeze(1)
+            other = logits.masked_fill(torch.nn.functional.one_hot(y, logits.shape[1]).bool(), -torch.inf).amax(1)
+            (grad,) = torch.autograd.grad((true - other).sum(), xs)
+        return grad
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:

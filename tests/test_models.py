@@ -176,7 +176,7 @@ def test_arch_with_a_checkpoint_loads_it_without_training(cache: Path, tmp_path:
     [
         (
             {"arch": "lenet", "torchscript": "m.pt"},
-            "exactly one of arch, factory, torchscript, mlflow; got arch and torchscript",
+            "exactly one of arch, factory, torchscript, mlflow, keras; got arch and torchscript",
         ),
         ({"factory": "m:f", "options": {"width": 2}}, "options does not apply to a factory model"),
         ({"factory": "m:f", "training": {"epochs": 1}}, "training does not apply to a factory model"),
