@@ -1,15 +1,22 @@
 """Built-in training for zoo models: the `TrainingConfig` a scenario writes under `model.training`, and `train`.
 
-Training is deterministic for a given seed: one seeded generator draws every shuffle and augmentation, and the
-caller seeds torch before building the network (initialisation, dropout).
+Training is deterministic for a given seed: one seeded generator draws every shuffle, augmentation and mixing
+coefficient, and the caller seeds torch before building the network (initialisation, dropout, and the random
+starts of an adversarial training's attack; ART's come from NumPy, seeded with the training seed).
+
+Besides plain cross-entropy training: adversarial training (`adversarial`, see `bridge.adversarial_training`),
+Gaussian noise on the inputs, and mixup or CutMix.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable, Iterable
+from dataclasses import dataclass
 from typing import Any, Literal
 
+import numpy as np
 import torch
 import torch.nn.functional as F
 from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
@@ -18,6 +25,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, MultiStepLR, StepLR
 
+from bridge.adversarial_training import AdversarialStep, AdversarialTrainingConfig, seeded_numpy
 from bridge.data import Dataset
 
 CROP_PADDING = 4
@@ -42,12 +50,21 @@ class TrainingConfig(BaseModel):
     gamma: float = Field(default=0.1, gt=0)  # step and multistep
     label_smoothing: float = Field(default=0.0, ge=0, lt=1)
     augment: Literal["none", "crop_flip"] = "none"  # crop_flip: 4-pixel zero-padded random crop + horizontal flip
+    gaussian_augmentation: float = Field(default=0.0, ge=0)  # sigma of N(0, sigma^2) noise on inputs (then clipped)
+    mixup: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha) of mixup (Zhang et al.); 0 = off
+    cutmix: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha) of CutMix (Yun et al.); 0 = off
+    adversarial: AdversarialTrainingConfig | None = None  # pgd_at, trades or fgsm_at, with the attack that feeds it
     seed: int = 0
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingConfig:
-        """Refuse options that the chosen optimizer or schedule would silently ignore."""
-        given = self.model_fields_set
+        """Refuse options that the chosen optimizer or schedule would silently ignore.
+
+        An option counts as given when it differs from its default, so that a dumped config (which writes every
+        field, as the model record does) validates back to itself.
+        """
+        fields = type(self).model_fields
+        given = {name for name in self.model_fields_set if getattr(self, name) != fields[name].default}
         if self.optimizer != "sgd" and given & {"momentum", "nesterov"}:
             raise ValueError(f"momentum and nesterov apply to optimizer sgd only, not {self.optimizer}")
         if self.nesterov and self.momentum == 0:
@@ -61,6 +78,13 @@ class TrainingConfig(BaseModel):
         ):
             if option in given and self.schedule not in schedules:
                 raise ValueError(f"{option} applies to schedule {' or '.join(schedules)} only, not {self.schedule}")
+        if self.mixup and self.cutmix:
+            raise ValueError("mixup and cutmix are alternatives: set at most one of them")
+        if (self.mixup or self.cutmix) and self.adversarial is not None:
+            mixing = "mixup" if self.mixup else "cutmix"
+            raise ValueError(
+                f"{mixing} does not combine with adversarial training (the attack needs one label per input)"
+            )
         return self
 
     def check_input(self, input_shape: tuple[int, ...]) -> None:
@@ -88,6 +112,65 @@ def crop_flip(x: torch.Tensor, generator: torch.Generator, padding: int = CROP_P
     batch = torch.arange(n, device=x.device)[:, None, None, None]
     channel = torch.arange(c, device=x.device)[None, :, None, None]
     return padded[batch, channel, rows[:, None, :, None], cols[:, None, None, :]]
+
+
+def gaussian_noise(
+    x: torch.Tensor, sigma: float, bounds: tuple[float, float], generator: torch.Generator
+) -> torch.Tensor:
+    """x + N(0, sigma^2) noise per pixel, clipped to `bounds` (each input replaced by one noisy copy)."""
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    return (x + sigma * noise).clamp(*bounds)
+
+
+@dataclass(frozen=True)
+class Mixed:
+    """A mixed batch: inputs that are a `lam` share of (x, y_a) and a 1 - lam share of (x[perm], y_b)."""
+
+    x: torch.Tensor
+    y_a: torch.Tensor
+    y_b: torch.Tensor
+    lam: float
+
+    def loss(self, logits: torch.Tensor, loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor]) -> torch.Tensor:
+        """lam * loss(y_a) + (1 - lam) * loss(y_b): the loss against the mixed (soft) target, as CE is linear in it."""
+        return self.lam * loss_fn(logits, self.y_a) + (1 - self.lam) * loss_fn(logits, self.y_b)
+
+    def correct(self, logits: torch.Tensor) -> float:
+        """Correct predictions weighted by the share of each label."""
+        pred = logits.argmax(1)
+        return self.lam * float((pred == self.y_a).sum()) + (1 - self.lam) * float((pred == self.y_b).sum())
+
+
+def _beta(alpha: float, generator: torch.Generator) -> float:
+    """One Beta(alpha, alpha) draw from a NumPy generator seeded by the training generator (torch's Beta sampler
+    takes no generator)."""
+    seed = int(torch.randint(0, 2**62, (1,), generator=generator))
+    return float(np.random.default_rng(seed).beta(alpha, alpha))
+
+
+def mixup(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator) -> Mixed:
+    """Mixup (Zhang et al. 2018): lam * x + (1 - lam) * x[perm], lam ~ Beta(alpha, alpha), one lam per batch."""
+    lam = _beta(alpha, generator)
+    perm = torch.randperm(len(x), generator=generator).to(x.device)
+    return Mixed(lam * x + (1 - lam) * x[perm], y, y[perm], lam)
+
+
+def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Generator) -> Mixed:
+    """CutMix (Yun et al. 2019): a box of x[perm] pasted into x; lam is the share of x left (the box is clipped to
+    the image, so lam is recomputed from its area). The box has sides sqrt(1 - lam0) of the image's, lam0 ~
+    Beta(alpha, alpha), and a uniformly drawn centre."""
+    h, w = x.shape[-2:]
+    lam0 = _beta(alpha, generator)
+    cy = int(torch.randint(0, h, (1,), generator=generator))
+    cx = int(torch.randint(0, w, (1,), generator=generator))
+    rh, rw = int(h * math.sqrt(1 - lam0)), int(w * math.sqrt(1 - lam0))
+    top, bottom = max(cy - rh // 2, 0), min(cy + rh // 2, h)
+    left, right = max(cx - rw // 2, 0), min(cx + rw // 2, w)
+    perm = torch.randperm(len(x), generator=generator).to(x.device)
+    mixed = x.clone()
+    mixed[..., top:bottom, left:right] = x[perm][..., top:bottom, left:right]
+    lam = 1 - (bottom - top) * (right - left) / (h * w)
+    return Mixed(mixed, y, y[perm], lam)
 
 
 def _optimizer(params: Iterable[nn.Parameter], cfg: TrainingConfig) -> torch.optim.Optimizer:
@@ -133,8 +216,11 @@ def train(
     """Train `net` on `data` in place (on the net's device) with cross-entropy; leaves it in eval mode.
 
     Returns the mean training loss and the accuracy on the training batches (as seen while training:
-    augmented, in train mode) per epoch, and the wall time. With `progress`, a bar on stderr shows the
-    epoch and the running loss.
+    augmented, in train mode; mixed batches count each label by its share) per epoch, and the wall time.
+    With `adversarial` the loss is the method's, `train_accuracy_curve` is the clean accuracy (see
+    `AdversarialStep.loss`), and `adversarial_accuracy_curve` (train mode, on the attack's examples) and the
+    attack's passes through the model (`attack_forward_samples`, `attack_backward_samples`) are added.
+    With `progress`, a bar on stderr shows the epoch and the running loss.
     """
     start = time.perf_counter()
     cfg.check_input(data.input_shape)
@@ -143,30 +229,55 @@ def train(
     optimizer = _optimizer(net.parameters(), cfg)
     scheduler = SCHEDULES[cfg.schedule](optimizer, cfg)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    adversary = None
+    if cfg.adversarial is not None:
+        adversary = AdversarialStep(net, cfg.adversarial, data.input_shape, data.n_classes, data.bounds, device)
+    mixing = mixup if cfg.mixup else cutmix if cfg.cutmix else None
     losses: list[float] = []
     accuracies: list[float] = []
+    adversarial_accuracies: list[float] = []
     net.train()
     steps = cfg.epochs * len(_batches(torch.arange(len(data)), cfg.batch_size))
-    with _progress_bar(progress) as bar:
+    with _progress_bar(progress) as bar, seeded_numpy(cfg.seed):
         task = bar.add_task(description, total=steps, epoch=f"0/{cfg.epochs}", loss=float("nan"))
         for epoch in range(cfg.epochs):
             batches = _batches(torch.randperm(len(data), generator=generator), cfg.batch_size)
-            total_loss, correct, seen = 0.0, 0, 0
+            total_loss, correct, adversarial_correct, seen = 0.0, 0.0, 0, 0
             for idx in batches:
                 x, y = data.x[idx].to(device), data.y[idx].to(device)
                 if cfg.augment == "crop_flip":
                     x = crop_flip(x, generator)
-                optimizer.zero_grad()
-                logits = net(x)
-                loss = loss_fn(logits, y)
+                if cfg.gaussian_augmentation:
+                    x = gaussian_noise(x, cfg.gaussian_augmentation, data.bounds, generator)
+                if adversary is not None:
+                    loss, clean, adv = adversary.loss(x, y, loss_fn)
+                    correct += clean
+                    adversarial_correct += adv
+                elif mixing is not None:
+                    mixed = mixing(x, y, cfg.mixup or cfg.cutmix, generator)
+                    logits = net(mixed.x)
+                    loss = mixed.loss(logits, loss_fn)
+                    correct += mixed.correct(logits)
+                else:
+                    logits = net(x)
+                    loss = loss_fn(logits, y)
+                    correct += int((logits.argmax(1) == y).sum())
+                optimizer.zero_grad()  # after the attack: a toolkit's backward pass may have left gradients
                 loss.backward()
                 optimizer.step()
                 total_loss += loss.item() * len(idx)
-                correct += int((logits.argmax(1) == y).sum())
                 seen += len(idx)
                 bar.update(task, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=total_loss / seen)
             scheduler.step()
             losses.append(total_loss / seen)
             accuracies.append(correct / seen)
+            adversarial_accuracies.append(adversarial_correct / seen)
     net.eval()
-    return {"loss_curve": losses, "train_accuracy_curve": accuracies, "train_time_s": time.perf_counter() - start}
+    result: dict[str, Any] = {"loss_curve": losses, "train_accuracy_curve": accuracies}
+    if adversary is not None:
+        result.update(
+            adversarial_accuracy_curve=adversarial_accuracies,
+            attack_forward_samples=adversary.counters.forward_samples,
+            attack_backward_samples=adversary.counters.backward_samples,
+        )
+    return {**result, "train_time_s": time.perf_counter() - start}
