@@ -1,8 +1,9 @@
 """Keras versions of zoo architectures, their training, and `.keras` files brought by the user.
 
-The architectures mirror the PyTorch builders of the same name layer for layer (Keras defaults for
-initialisation and batch-norm momentum, which differ from PyTorch's), so one scenario can compare the same
-architecture trained in both frameworks. They take NHWC inputs, as Keras models do; `KerasModel` feeds them.
+The architectures mirror the PyTorch builders of the same name layer for layer, with PyTorch's batch-norm
+momentum and epsilon (Keras' default momentum 0.99 leaves the running statistics far from the data after a short
+training) and Keras' default initialisation, so one scenario can compare the same architecture trained in both
+frameworks. They take NHWC inputs, as Keras models do; `KerasModel` feeds them.
 Training follows the model's `TrainingConfig` where Keras means the same thing, and refuses the options it
 cannot reproduce (see `unsupported_training`).
 """
@@ -21,6 +22,7 @@ from bridge.data import Dataset
 from bridge.training import TrainingConfig
 
 KERAS_ARCHITECTURES = ("small_cnn", "resnet18")
+KERAS_ZOO_VERSION = 2  # part of the cache key: bump it when a builder changes, so cached weights are not reused
 
 
 def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
@@ -81,7 +83,7 @@ def _resnet18(keras: Any, input_shape: tuple[int, ...], n_classes: int, dropout:
 
     def conv_bn(x: Any, filters: int, kernel: int, stride: int) -> Any:
         x = layers.Conv2D(filters, kernel, stride, padding="same", use_bias=False)(x)
-        return layers.BatchNormalization(epsilon=1e-5)(x)
+        return layers.BatchNormalization(momentum=0.9, epsilon=1e-5)(x)  # PyTorch's momentum 0.1 and eps
 
     def block(x: Any, filters: int, stride: int) -> Any:
         out = layers.ReLU()(conv_bn(x, filters, 3, stride))
