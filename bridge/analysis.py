@@ -94,7 +94,7 @@ def worst_case_by_eps(outcomes: list[Outcome]) -> pd.DataFrame:
             for o in ok
             if o.row["model"] == model and o.spec.norm == norm and (o.spec.kind == "minimum" or o.spec.eps == eps)
         ]
-        robust = {o.spec.label: robust_at(o, eps) for o in cells}
+        robust = {_label(o): robust_at(o, eps) for o in cells}
         best_label, best = min(robust.items(), key=lambda item: item[1].mean())
         rows.append(
             {
@@ -108,6 +108,11 @@ def worst_case_by_eps(outcomes: list[Outcome]) -> pd.DataFrame:
             }
         )
     return pd.DataFrame(rows)
+
+
+def _label(o: Outcome) -> str:
+    """A cell's label, marked when its examples were transferred from another model (same spec, other cell)."""
+    return o.spec.label + (" (transfer)" if o.row.get("evaluation") == "transfer" else "")
 
 
 def security_curve(outcome: Outcome, grid: np.ndarray) -> np.ndarray:

@@ -215,4 +215,7 @@ def summary_line(table: pd.DataFrame) -> str:
     failed = table[table["status"] == "failed"]
     head = f"sanity checks: {counts.get('passed', 0)} passed, {counts.get('failed', 0)} failed"
     head += f", {counts.get('skipped', 0)} skipped"
-    return head + "".join(f"\n  FAILED {r.name}: {r.detail} [{r.cells}]" for r in failed.itertuples())
+    models = "model" in table and table["model"].nunique() > 1
+    return head + "".join(
+        f"\n  FAILED {r.name}{f' ({r.model})' if models else ''}: {r.detail} [{r.cells}]" for r in failed.itertuples()
+    )

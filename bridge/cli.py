@@ -28,8 +28,10 @@ def _parser() -> argparse.ArgumentParser:
     val.add_argument("--set", dest="overrides", **sets)
 
     lst = sub.add_parser("list", help="list what advbridge offers")
-    lst.add_argument("what", choices=["attacks", "models", "datasets"])
-    lst.add_argument("--format", choices=["text", "markdown"], default="text", help="markdown: docs/attacks.md")
+    lst.add_argument("what", choices=["attacks", "models", "datasets", "defences"])
+    lst.add_argument(
+        "--format", choices=["text", "markdown"], default="text", help="markdown: docs/attacks.md, docs/defences.md"
+    )
 
     ui = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 against advbridge's store")
     ui.add_argument("--port", type=int, default=UI_PORT)
@@ -76,7 +78,29 @@ def dataset_table() -> list[dict[str, str]]:
     return [{"dataset": name, "description": text} for name, text in DATASETS.items()]
 
 
+def defence_table() -> list[dict[str, str]]:
+    from bridge.defence_grid import TRAINING_DEFENCES
+    from bridge.defences import describe
+
+    rows = [{"kind": d["kind"], "type": "preprocessing", "gradients": d["gradients"], "parameters": d["parameters"]}
+            for d in describe()]  # fmt: skip
+    for kind, (value, _) in TRAINING_DEFENCES.items():
+        parameters = "method, attack, beta" if kind == "adversarial_training" else f"value: {value}"
+        rows.append({"kind": kind, "type": "training", "gradients": "-", "parameters": parameters})
+    return rows
+
+
 def cmd_list(args: argparse.Namespace) -> int:
+    if args.what == "defences" and args.format == "markdown":
+        from bridge.defence_docs import defences_markdown
+
+        print(defences_markdown(), end="")
+        return 0
+    if args.what == "defences":
+        import pandas as pd
+
+        print(pd.DataFrame(defence_table()).to_string(index=False))
+        return 0
     if args.what != "attacks":
         import pandas as pd
 
@@ -101,7 +125,9 @@ def cmd_validate(args: argparse.Namespace) -> int:
     unsupported = [c for c in plan.cells if c.unsupported]
     n_models = len(plan.scenario.model_list)
     models = f" x {n_models} models" if n_models > 1 else ""
-    print(f"{args.scenario}: valid, {len(plan.cells)} cells{models} ({len(unsupported)} unsupported)")
+    n_defences = len(plan.scenario.defences)
+    defences = f" x {n_defences} defences" if n_defences > 1 else ""
+    print(f"{args.scenario}: valid, {len(plan.cells)} cells{models}{defences} ({len(unsupported)} unsupported)")
     if plan.data_missing:
         print(f"  note: the data is not here yet, so `run` will stop: {plan.data_missing}")
     for cell in unsupported:
@@ -134,9 +160,11 @@ def print_summary(table: Any, n_samples: int) -> None:
     for line in lines:  # each reason once: several eps of one attack share it
         console.print(line, markup=False, soft_wrap=True)
     if "checks" in table.attrs:
+        import pandas as pd
+
         from bridge.checks import summary_line
 
-        console.print(summary_line(table.attrs["checks"]), markup=False, soft_wrap=True)
+        console.print(summary_line(pd.DataFrame(table.attrs["checks"])), markup=False, soft_wrap=True)
 
 
 def cmd_run(args: argparse.Namespace) -> int:

@@ -23,7 +23,7 @@ from pydantic import BaseModel, ConfigDict, Field, PositiveFloat, model_validato
 from torch import nn
 
 from bridge.data import Dataset
-from bridge.keras_zoo import KERAS_ARCHITECTURES, unsupported_training
+from bridge.keras_zoo import KERAS_ARCHITECTURES, KERAS_ZOO_VERSION, unsupported_training
 from bridge.training import TrainingConfig, train
 from bridge.zoo import ARCHITECTURES, build, validate_options
 
@@ -182,12 +182,16 @@ def file_sha256(path: Path) -> str:
     return digest.hexdigest()
 
 
-def cache_key(cfg: ModelConfig, data: Dataset) -> str:
+def cache_key(cfg: ModelConfig, data: Dataset, defence: Any = None) -> str:
     """What determines a zoo model's trained weights: architecture, options, dropout, normalisation, the whole
-    training config and the training data's fingerprint (not the name, which is only a label)."""
+    training config, the training data's fingerprint (not the name, which is only a label) and a defence the
+    model is trained behind."""
     model = cfg.model_dump(mode="json", include={"arch", "options", "dropout", "normalize", "training"})
     if cfg.framework != "torch":  # keys of PyTorch models stay as they were before Keras models existed
         model["framework"] = cfg.framework
+        model["zoo_version"] = KERAS_ZOO_VERSION
+    if defence is not None:
+        model["defence"] = defence.model_dump(mode="json", exclude={"name"})
     return config_hash({**model, "data": data.fingerprint})
 
 
@@ -303,10 +307,13 @@ def build_model(
     progress: bool = False,
     log: Callable[[str], None] = print,
     device: torch.device | str = "cpu",
+    defence: Any = None,
 ) -> tuple[nn.Module, dict[str, Any]]:
     """The scenario's model on `device`, in eval mode, with its record for tracking.
 
-    A zoo model without a checkpoint is trained on `train_data` (on `device`) or loaded from the cache.
+    A zoo model without a checkpoint is trained on `train_data` (on `device`) or loaded from the cache. With a
+    `defence` (a `bridge.defences.Defence` that changes the input, e.g. thermometer encoding), the network is
+    built for the defence's output and trained behind it, and the model returned is the defended one.
     The record holds config, hash, checkpoint (the weights file used, None for a factory without one),
     sha256 (of that file), trained, and after training loss_curve, train_accuracy_curve and train_time_s.
     """
@@ -321,10 +328,19 @@ def build_model(
     elif cfg.factory is not None:
         net = call_factory(cfg.factory, cfg.factory_kwargs)
     else:
-        net = build(cfg.arch, train_data.input_shape, train_data.n_classes, cfg.dropout, cfg.options)
+        shape = train_data.input_shape if defence is None else defence.out_shape(train_data.input_shape)
+        net = build(cfg.arch, shape, train_data.n_classes, cfg.dropout, cfg.options)
     if cfg.checkpoint is not None:
         load_checkpoint(net, cfg.checkpoint)
     model = net
+    if defence is not None:
+        from bridge.defences import defend
+
+        if not cfg.trained_here or cfg.normalize is not None:
+            raise ModelError(
+                f"{defence.kind} changes the inputs: the model must be a zoo arch trained here, without normalize"
+            )
+        model = defend(net, defence, train_data.bounds)
     if cfg.normalize is not None:
         channels = train_data.input_shape[0]
         if len(cfg.normalize.mean) != channels:
@@ -335,7 +351,7 @@ def build_model(
     record: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "trained": False}
     weights = cfg.torchscript or cfg.checkpoint
     if cfg.trained_here:
-        key = cache_key(cfg, train_data)
+        key = cache_key(cfg, train_data, defence)
         weights = cache_dir() / f"{cfg.arch}-{key}.pt"
         record.update(hash=key, data=train_data.fingerprint)
         if weights.exists():

@@ -1,4 +1,4 @@
-"""Figures logged to MLflow: a sample grid per cell and robust accuracy vs eps per attack."""
+"""Figures logged to MLflow: a sample grid per cell, robust accuracy vs eps per attack, the defence trade-off."""
 
 from __future__ import annotations
 
@@ -100,5 +100,26 @@ def security_curve(curves: pd.DataFrame, title: str) -> Figure:
     ax.set_title(title, fontsize=9)
     ax.grid(alpha=0.3)
     ax.legend()
+    fig.tight_layout()
+    return fig
+
+
+def tradeoff(table: pd.DataFrame) -> Figure:
+    """Clean accuracy (x) vs worst-case robust accuracy (y), one point per (model, defence), one panel per
+    (norm, eps); each point is labelled with its defence."""
+    threats = table.dropna(subset=["norm"])[["norm", "eps"]].drop_duplicates().sort_values(["norm", "eps"])
+    n = max(len(threats), 1)
+    fig, axes = plt.subplots(1, n, figsize=(4.2 * n, 4), squeeze=False)
+    for ax, (_, threat) in zip(axes[0], threats.iterrows(), strict=False):
+        rows = table[(table["norm"] == threat["norm"]) & (table["eps"] == threat["eps"])]
+        for base, group in rows.groupby("base_model"):
+            ax.scatter(group["clean_accuracy"], group["robust_accuracy_worst_case"], label=base)
+            for r in group.itertuples():
+                ax.annotate(r.defence, (r.clean_accuracy, r.robust_accuracy_worst_case), fontsize=7,
+                            xytext=(3, 3), textcoords="offset points")  # fmt: skip
+        ax.set(xlabel="clean accuracy", ylabel="robust accuracy (worst case)", xlim=(-0.02, 1.02), ylim=(-0.02, 1.02),
+               title=f"{threat['norm']} eps={threat['eps']:g}")  # fmt: skip
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
     fig.tight_layout()
     return fig

@@ -26,13 +26,15 @@ from bridge.analysis import (
 from bridge.catalogue import NATIVE
 from bridge.checks import run_checks
 from bridge.data import Dataset
+from bridge.defence_grid import NONE, DefenceEntry, TrainingDefence, entry_name, victim_name
 from bridge.keras_model import KerasModel
 from bridge.models import ModelConfig
 from bridge.scenario import Cell, Plan, ScenarioError, load, load_raw
 from bridge.shared_model import SharedModel, resolve_device
 
 TABLE_COLUMNS = [
-    "model", "dataset", "attack", "norm", "eps", "targeted", "toolkit", "native_class", "status",
+    "model", "defence", "dataset", "attack", "norm", "eps", "targeted", "evaluation", "toolkit", "native_class",
+    "status",
     "clean_accuracy", "robust_accuracy", "robust_accuracy_worst_case", "attack_success_rate", "median_distance",
     "linf_mean", "linf_max", "l2_mean", "l2_max", "l0_mean", "budget_violations", "wall_time_s", "samples_per_s",
     "forward_calls", "backward_calls", "forward_samples", "backward_samples", "queries_per_sample",
@@ -68,6 +70,9 @@ class Victim:
     clean_logits: torch.Tensor
     record: dict[str, Any]
     dataset: str
+    defence: str = NONE
+    base: str = ""  # the model's name without its defence
+    preprocessing: bool = False  # the defence is a layer in front of the model (so transfer applies)
 
     @property
     def clean_pred(self) -> torch.Tensor:
@@ -84,22 +89,40 @@ def load_data(plan: Plan, log: Callable[[str], None]) -> tuple[Dataset, Dataset]
 
 
 def prepare_victim(
-    plan: Plan, cfg: ModelConfig, data: Dataset, train: Dataset, log: Callable[[str], None], progress: bool = False
+    plan: Plan,
+    cfg: ModelConfig,
+    data: Dataset,
+    train: Dataset,
+    log: Callable[[str], None],
+    progress: bool = False,
+    entry: DefenceEntry = NONE,
 ) -> Victim:
-    """One shared model on the scenario's device, with the evaluation data there and its clean outputs."""
+    """One shared model (`cfg` behind the defence `entry`) on the scenario's device, with the evaluation data there
+    and its clean outputs."""
+    from bridge.defences import Defence, defend
     from bridge.models import build_model
 
     scn = plan.scenario
     device = resolve_device(scn.device)
+    base, name = cfg.name, victim_name(cfg.name, entry)
+    if isinstance(entry, TrainingDefence):
+        cfg = entry.apply(cfg)
     if cfg.framework == "keras":
         net, record = build_model(cfg, train, progress=progress, log=log)
         norm = None if cfg.normalize is None else (cfg.normalize.mean, cfg.normalize.std)
-        model = KerasModel(net, data.input_shape, data.n_classes, data.bounds, scn.device, cfg.name, norm)
+        model = KerasModel(net, data.input_shape, data.n_classes, data.bounds, scn.device, name, norm)
     else:
-        net, record = build_model(cfg, train, progress=progress, log=log, device=device)
-        model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, cfg.name, scn.precision)
+        defence = entry if isinstance(entry, Defence) else None
+        trained_behind = defence is not None and defence.out_shape(data.input_shape) != data.input_shape
+        net, record = build_model(cfg, train, progress, log, device, defence if trained_behind else None)
+        if defence is not None and not trained_behind:
+            net = defend(net, defence, data.bounds).to(device)
+        model = SharedModel(net, data.input_shape, data.n_classes, data.bounds, device, name, scn.precision)
+    if entry != NONE:
+        record = {**record, "defence": entry.model_dump(mode="json")}
     x, y = data.x.to(model.device), data.y.to(model.device)
-    return Victim(model, x, y, model.predict(x, scn.batch_size), record, data.name)
+    clean = model.predict(x, scn.batch_size)
+    return Victim(model, x, y, clean, record, data.name, entry_name(entry), base, isinstance(entry, Defence))
 
 
 def attack_cell(cell: Cell, victim: Victim) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
@@ -138,11 +161,13 @@ def base_row(cell: Cell, victim: Victim, status: str) -> dict[str, Any]:
     spec = cell.spec
     return {
         "model": victim.model.name,
+        "defence": victim.defence,
         "dataset": victim.dataset,
         "attack": f"native:{spec.native}" if spec.attack == NATIVE else spec.attack,
         "norm": spec.norm,
         "eps": spec.eps,
         "targeted": spec.targeted,
+        "evaluation": "direct",
         "toolkit": spec.toolkit,
         "native_class": cell.translation.native if cell.translation else None,
         "status": status,
@@ -157,7 +182,7 @@ class Measured:
     adv_pred: torch.Tensor
 
 
-def evaluate(cell: Cell, victim: Victim) -> Measured:
+def evaluate(cell: Cell, victim: Victim, keep: bool = False) -> Measured:
     """Attack, then judge every sample with the model's own outputs (no MLflow: the runner records it)."""
     from bridge.metrics import evaluate_cell
 
@@ -170,7 +195,7 @@ def evaluate(cell: Cell, victim: Victim) -> Measured:
     )  # fmt: skip
     metrics = {**result.metrics, **cost}
     row = base_row(cell, victim, "ok")
-    outcome = Outcome(spec, row, result.per_sample, x_adv if keep_x_adv(spec) else None)
+    outcome = Outcome(spec, row, result.per_sample, x_adv if keep or keep_x_adv(spec) else None)
     if spec.kind == "minimum":
         metrics["median_distance"] = median_distance(outcome)
     row.update(metrics)
@@ -198,7 +223,11 @@ class Runner:
         uri = tracking.resolve_uri(scn.tracking.uri)
         experiment_id = self.experiment_id = tracking.setup(uri, scn.tracking.experiment or scn.name)
         data, train = load_data(self.plan, self.log)
-        victims = [prepare_victim(self.plan, cfg, data, train, self.log, self.progress) for cfg in scn.model_list]
+        victims = [
+            prepare_victim(self.plan, cfg, data, train, self.log, self.progress, entry)
+            for cfg in scn.model_list
+            for entry in scn.defences
+        ]
         self.multi_model = len(victims) > 1
         tags = {"dataset": data.name, "scenario": scn.name, "models": ", ".join(v.model.name for v in victims)}
         parent = mlflow.start_run(experiment_id=experiment_id, run_name=scn.name, tags=tags)
@@ -206,8 +235,9 @@ class Runner:
             self._log_parent_inputs(data, train, victims)
             cells = [(cell, victim) for victim in victims for cell in self.plan.cells]
             outcomes = [self._run_cell(cell, victim) for cell, victim in self._iterate(cells)]
+            transferred = transfer_outcomes(outcomes, victims) if scn.transfer else []
             consensus, agreement = worst_case_per_group(outcomes)
-            table = pd.DataFrame([o.row for o in outcomes], columns=TABLE_COLUMNS)
+            table = pd.DataFrame([o.row for o in outcomes + transferred], columns=TABLE_COLUMNS)
             self._log_comparison(table)
             self._log_consensus(consensus, agreement, worst_case_by_eps(outcomes), security_curves(outcomes))
             checks = pd.concat(
@@ -219,6 +249,12 @@ class Runner:
                 ignore_index=True,
             )  # fmt: skip
             self._log_checks(checks)
+            if len(scn.defences) > 1:
+                self._log_tradeoff(tradeoff_table(outcomes + transferred, victims))
+            if scn.robustness is not None:
+                self._log_robustness(victims)
+            if scn.detector is not None:
+                self._log_detector(outcomes, victims)
             ran = table[~table["status"].str.startswith("unsupported")]
             failed = bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
         except KeyboardInterrupt:
@@ -234,7 +270,7 @@ class Runner:
             parent_run_id=parent.info.run_id,
             failed=failed,
             n_samples=len(data),
-            checks=checks,
+            checks=checks.to_dict("records"),  # records, not a DataFrame: pandas compares attrs in concat
         )
         return table
 
@@ -292,6 +328,9 @@ class Runner:
             name, record = v.model.name, v.record
             params[f"model.{name}.hash"] = record["hash"]
             params[f"model.{name}.sha256"] = record["sha256"]
+            for key, value in record.get("defence", {}).items():  # kind, gradient, bpda, parameters ...
+                if value is not None and key != "name":
+                    params[f"defence.{name}.{key}"] = value if not isinstance(value, dict) else str(value)
             mlflow.log_dict({k: v for k, v in record.items() if not k.endswith("_curve")}, f"model/{name}/record.json")
             metrics[f"clean_accuracy.{name}" if self.multi_model else "clean_accuracy"] = float(
                 (v.clean_pred == v.y).float().mean()
@@ -305,6 +344,80 @@ class Runner:
         mlflow.log_params(params)
         mlflow.log_metrics(metrics)
 
+    def _keep(self, cell: Cell, victim: Victim) -> bool:
+        """Whether the cell's examples are needed after it: for transfer (the undefended models' cells) or for
+        the detector (its attack's cells)."""
+        scn, spec = self.plan.scenario, cell.spec
+        detector = scn.detector
+        if scn.transfer and victim.defence == NONE:
+            return True
+        return detector is not None and (spec.attack, spec.norm, spec.eps) == (detector.attack, detector.norm,
+                                                                               detector.eps)  # fmt: skip
+
+    def _log_tradeoff(self, tradeoff: pd.DataFrame) -> None:
+        """Clean vs worst-case robust accuracy, one point per (model, defence): table and plot on the parent."""
+        import mlflow
+
+        from bridge import plots
+
+        mlflow.log_text(tradeoff.to_csv(index=False), "tradeoff.csv")
+        if len(tradeoff):
+            mlflow.log_figure(plots.tradeoff(tradeoff), "plots/tradeoff.png")
+
+    def _log_robustness(self, victims: list[Victim]) -> None:
+        """ART's model-level metrics per (model, defence): parent metrics, a table and CLEVER's per-sample scores."""
+        import mlflow
+
+        from bridge.robustness import compute_model_metrics
+
+        cfg = self.plan.scenario.robustness
+        if "seed" not in cfg.model_fields_set:
+            cfg = cfg.model_copy(update={"seed": self.plan.scenario.seed})
+        rows = []
+        for v in victims:
+            try:
+                result = compute_model_metrics(v.model, v.x, v.y, cfg, prefix="")
+            except Exception as exc:  # e.g. an ART metric that has no TensorFlow path: say so, keep the rest
+                self.log(f"robustness metrics failed for {v.model.name}: {_one_line(exc)}")
+                rows.append({"model": v.model.name, "defence": v.defence, "error": _one_line(exc)})
+                continue
+            rows.append({"model": v.model.name, "defence": v.defence, **result.metrics})
+            mlflow.log_metrics({f"robustness.{k}.{v.model.name}": val for k, val in result.metrics.items()})
+            if len(result.clever):
+                mlflow.log_text(result.clever.to_csv(index=False), f"robustness/clever-{v.model.name}.csv")
+        mlflow.log_text(pd.DataFrame(rows).to_csv(index=False), "robustness/metrics.csv")
+
+    def _log_detector(self, outcomes: list[Outcome], victims: list[Victim]) -> None:
+        """A detector per (model, defence), trained on one toolkit's examples and evaluated on every toolkit's."""
+        import mlflow
+
+        from bridge.robustness import DetectorConfig, detector_study_on
+
+        spec = self.plan.scenario.detector
+        cfg = DetectorConfig.model_validate(spec.model_dump(include=set(DetectorConfig.model_fields)))
+        frames = []
+        for v in victims:
+            cells = [
+                o for o in outcomes
+                if o.ok and o.row["model"] == v.model.name and o.x_adv is not None
+                and (o.spec.attack, o.spec.norm, o.spec.eps, o.spec.targeted) == (spec.attack, spec.norm, spec.eps,
+                                                                                   "none")
+            ]  # fmt: skip
+            adv = {o.spec.toolkit: o.x_adv for o in cells}
+            if spec.train_toolkit not in adv:
+                self.log(f"detector: no {spec.train_toolkit} examples of {spec.attack} on {v.model.name}; skipped")
+                continue
+            success = {o.spec.toolkit: torch.as_tensor(~o.per_sample["robust"].to_numpy(bool)) for o in cells}
+            table = detector_study_on(v.x, adv, cfg, success).assign(model=v.model.name, defence=v.defence)
+            frames.append(table)
+            for row in table.itertuples():
+                mlflow.log_metric(f"detector.detection_rate.{row.toolkit}.{v.model.name}", row.detection_rate)
+            mlflow.log_metric(
+                f"detector.false_positive_rate.{v.model.name}", float(table["false_positive_rate"].iloc[0])
+            )
+        if frames:
+            mlflow.log_text(pd.concat(frames, ignore_index=True).to_csv(index=False), "detector.csv")
+
     def _run_cell(self, cell: Cell, victim: Victim) -> Outcome:
         """Measure one cell and record it as a child run; a toolkit error becomes a FAILED child run."""
         import mlflow
@@ -317,7 +430,7 @@ class Runner:
             self.log(f"unsupported: {spec.label}: {cell.unsupported}")
             return Outcome(spec, base_row(cell, victim, f"unsupported: {cell.unsupported}"))
         try:
-            measured, error = evaluate(cell, victim), None
+            measured, error = evaluate(cell, victim, self._keep(cell, victim)), None
         except Unsupported as exc:  # some refusals depend on the model (its bounds), known only at build time
             self.log(f"unsupported: {spec.label}: {exc}")
             return Outcome(spec, base_row(cell, victim, f"unsupported: {exc}"))
@@ -437,6 +550,57 @@ class Runner:
             plots.plt.close(fig)
 
 
+def transfer_outcomes(outcomes: list[Outcome], victims: list[Victim]) -> list[Outcome]:
+    """Non-adaptive evaluation: every example made on an undefended model, judged by each of its preprocessing-
+    defended versions (the same samples). The rows say `evaluation: transfer`; their cost columns stay empty,
+    since no attack ran on the defended model."""
+    from bridge.metrics import evaluate_cell
+
+    by_name = {v.model.name: v for v in victims}
+    made = [o for o in outcomes if o.ok and o.x_adv is not None and by_name[o.row["model"]].defence == NONE]
+    out = []
+    for v in victims:
+        if not v.preprocessing:
+            continue
+        for o in made:
+            source = by_name[o.row["model"]]
+            if source.base != v.base:
+                continue
+            spec = o.spec
+            targets = make_targets(spec.targeted, source.y, source.clean_logits, spec.seed)
+            adv_pred = v.model.predict(o.x_adv, spec.batch_size).argmax(1)
+            result = evaluate_cell(
+                v.x, o.x_adv, v.y, v.clean_pred, adv_pred, norm=spec.norm, eps=spec.eps,
+                fixed_budget=spec.kind == "fixed", bounds=v.model.bounds, targets=targets,
+            )  # fmt: skip
+            row = {k: o.row[k] for k in ("dataset", "attack", "norm", "eps", "targeted", "toolkit", "native_class")}
+            row.update(model=v.model.name, defence=v.defence, evaluation="transfer", status="ok", **result.metrics)
+            if spec.kind == "minimum":
+                row["median_distance"] = median_distance(Outcome(spec, row, result.per_sample))
+            out.append(Outcome(spec, row, result.per_sample))
+    return out
+
+
+def tradeoff_table(outcomes: list[Outcome], victims: list[Victim]) -> pd.DataFrame:
+    """Per (model, defence) and (norm, eps): clean accuracy and the per-sample worst case over every attack and
+    toolkit (transferred examples included), from `worst_case_by_eps`."""
+    worst = worst_case_by_eps([o for o in outcomes if o.ok])
+    info = pd.DataFrame(
+        [
+            {
+                "model": v.model.name, "base_model": v.base, "defence": v.defence,
+                "gradient": v.record.get("defence", {}).get("gradient", "-"),
+                "clean_accuracy": float((v.clean_pred == v.y).float().mean()),
+            }
+            for v in victims
+        ]
+    )  # fmt: skip
+    if worst.empty:
+        return info
+    columns = ["model", "norm", "eps", "robust_accuracy_worst_case", "cells"]
+    return info.merge(worst[columns], on="model", how="left")
+
+
 def keep_x_adv(spec: Any) -> bool:
     """Adversarial examples are kept in memory only where a check compares them across toolkits."""
     from bridge.checks import DETERMINISTIC_PARITY
@@ -458,7 +622,8 @@ def run_scenario(
 ) -> pd.DataFrame:
     """Validate and run a scenario (a YAML path or the same structure as a dict); returns the comparison table.
 
-    The table's `attrs` hold `tracking_uri`, `experiment_id` and `parent_run_id`.
+    The table's `attrs` hold `tracking_uri`, `experiment_id`, `parent_run_id`, `failed`, `n_samples` and `checks`
+    (the sanity checks as records: `pd.DataFrame(table.attrs["checks"])`).
     """
     plan = load_raw(scenario, overrides) if isinstance(scenario, dict) else load(scenario, overrides)
     return Runner(plan, progress=progress, log=log).run()

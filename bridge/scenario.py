@@ -19,7 +19,9 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationEr
 
 from bridge.catalogue import ATTACK_NAMES, CATALOGUE, ITERATIVE
 from bridge.data import DataConfig, DatasetError, missing
+from bridge.defence_grid import NONE, TrainingDefence, check_entries, parse_entry
 from bridge.models import ModelConfig
+from bridge.robustness import DetectorConfig, ModelMetricsConfig
 from bridge.spec import TOOLKITS, AttackSpec, Budget, SpecError, Tuning, resolve_attack
 
 
@@ -57,6 +59,15 @@ class ChecksConfig(Strict):
     double_steps: bool = False  # each iterative attack again at twice its steps, at its largest eps
 
 
+class DetectorEntry(DetectorConfig):
+    """`detector:` a binary detector trained on one toolkit's examples of one attack cell of the grid (the cells
+    with this attack, norm and eps), evaluated on every toolkit's examples of those cells."""
+
+    attack: Literal[ATTACK_NAMES]  # type: ignore[valid-type]
+    norm: Literal["linf", "l2", "l1", "l0"]
+    eps: Budget
+
+
 class Scenario(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     seed: int = 0
@@ -69,6 +80,11 @@ class Scenario(Strict):
     attacks: list[AttackEntry] = Field(min_length=1)
     tracking: TrackingConfig = TrackingConfig()
     checks: ChecksConfig = ChecksConfig()
+    # The defences axis (bridge/defence_grid.py): each entry x each model is one defended model every cell runs on.
+    defences: list[Annotated[Any, BeforeValidator(parse_entry)]] = Field(default=[NONE], min_length=1)
+    transfer: bool = False  # also evaluate each preprocessing-defended model on the examples made on its model
+    robustness: ModelMetricsConfig | None = None  # CLEVER, empirical robustness, loss sensitivity per model
+    detector: DetectorEntry | None = None
 
     @model_validator(mode="after")
     def _models(self) -> Scenario:
@@ -77,10 +93,20 @@ class Scenario(Strict):
         names = [m.name for m in self.model_list]
         if len(set(names)) < len(names):
             raise ValueError(f"models need distinct names (set name:); got {', '.join(names)}")
+        check_entries(self.defences, self.model_list, ValueError)
+        if self.transfer and not (NONE in self.defences and any(d != NONE and not isinstance(d, TrainingDefence)
+                                                                for d in self.defences)):  # fmt: skip
+            raise ValueError("transfer evaluates preprocessing defences on examples made on the undefended model: "
+                             "defences needs none and at least one preprocessing defence")  # fmt: skip
+        if self.detector is not None and self.detector.train_toolkit not in self._toolkits(self.detector.attack):
+            raise ValueError(f"detector: no {self.detector.train_toolkit} cell of {self.detector.attack} in attacks")
         keras = [m.name for m in self.model_list if m.framework == "keras"]
         if self.precision == "bf16" and keras:
             raise ValueError(f"precision bf16 applies to PyTorch models; {', '.join(keras)} is a Keras model")
         return self
+
+    def _toolkits(self, attack: str) -> set[str]:
+        return {t for entry in self.attacks if entry.attack == attack for t in entry.toolkit}
 
     @property
     def model_list(self) -> list[ModelConfig]:
@@ -143,6 +169,9 @@ def _pydantic_message(err: ValidationError) -> str:
         msg = f"{_path(loc)}: unknown key; allowed: {allowed}"
     elif first["type"] == "missing":
         msg = f"{_path(loc)}: required key is missing"
+    elif first["type"] == "value_error":  # the bridge's own checks: the message names what is wrong and allowed
+        text = first["msg"].removeprefix("Value error, ")
+        msg = f"{_path(loc)}: {text}" if loc else text
     else:
         msg = f"{_path(loc)}: {first['msg']} (got {first['input']!r})"
     more = len(err.errors()) - 1

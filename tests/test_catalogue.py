@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pandas as pd
 import pytest
 from mlflow.tracking import MlflowClient
 
@@ -19,7 +20,7 @@ def test_catalogue_scenario_runs_every_attack(store, model_cache) -> None:
     assert set(CATALOGUE) <= ran, set(CATALOGUE) - ran
     assert {"native:FAB", "native:DDNAttack"} <= ran
     assert set(table.loc[table["status"] == "ok", "toolkit"]) == {"art", "foolbox", "torchattacks"}
-    checks = table.attrs["checks"]
+    checks = pd.DataFrame(table.attrs["checks"])
     assert len(checks) == 9 and set(checks["status"]) <= {"passed", "failed", "skipped"}
     assert (checks["status"] == "skipped").sum() == 0  # the scenario has a cell for every check
     client = MlflowClient(store)

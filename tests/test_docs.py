@@ -22,3 +22,15 @@ def test_mapping_is_found_by_perturbing_the_spec() -> None:
     assert "`eps_step` ← step_size" in mapped and "`max_iter` ← steps" in mapped
     assert "`num_random_init` ← random_start, restarts" in mapped
     assert "`random_eps` = False" in constants and "`norm` = inf" in constants
+
+
+def test_committed_defence_docs_match_the_generator() -> None:
+    from bridge.defence_docs import defences_markdown
+
+    doc = DOC.with_name("defences.md")
+    assert doc.read_text() == defences_markdown(), (
+        "docs/defences.md is stale: advbridge list defences --format markdown"
+    )
+    for kind in ("feature_squeezing", "jpeg", "spatial_smoothing", "gaussian_noise", "tvm", "thermometer",
+                 "adversarial_training", "label_smoothing", "mixup", "cutmix", "gaussian_augmentation"):  # fmt: skip
+        assert f"| {kind} |" in doc.read_text()

@@ -7,6 +7,7 @@ import subprocess
 import sys
 
 import numpy as np
+import pandas as pd
 import pytest
 import torch
 
@@ -212,7 +213,7 @@ def test_cross_framework_run(store: str, model_cache: str) -> None:
     assert pgd["robust_accuracy"].nunique() == 1 and (pgd["backward_calls"] == 10).all()
     torch_rows = table[table["model"] == "small_cnn"]
     assert (torch_rows["status"] == "ok").all() and len(torch_rows) == 6
-    checks = table.attrs["checks"]
+    checks = pd.DataFrame(table.attrs["checks"])
     gradient = checks[checks["name"] == "gradients_not_vanishing"].set_index("model")["status"]
     assert set(gradient) == {"passed"} and set(gradient.index) == {"small_cnn", "small_cnn-keras"}
     ok = keras_rows[keras_rows["status"] == "ok"]

@@ -1,0 +1,147 @@
+"""The defences axis of a scenario's grid: `none`, preprocessing defences and training-time defences.
+
+Each entry of a scenario's `defences:` list makes, for every model, one defended model that every cell runs on:
+
+- `none`: the model as trained.
+- a preprocessing defence (`bridge.defences`: feature_squeezing, jpeg, spatial_smoothing, gaussian_noise, tvm,
+  thermometer): folded into the shared model as its first layer, with its explicit gradient mode. Thermometer
+  encoding changes the input channels, so its model is trained with the encoding in place.
+- a training-time defence (`TRAINING_DEFENCES`: adversarial_training, label_smoothing, gaussian_augmentation,
+  mixup, cutmix, weight_decay, dropout): the model's own training config with the defence's options on top (and
+  an optional `training:` of further overrides, e.g. more epochs), trained and cached like any zoo model.
+
+A defended model is named `<model>/<defence>` in every table, run name and plot; `none` keeps the model's name.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from bridge.defences import DEFENCE_KINDS, Defence, parse_defence
+from bridge.models import ModelConfig
+
+NONE = "none"
+
+
+class TrainingDefence(BaseModel):
+    """A defence applied while training the model: one of TRAINING_DEFENCES with its parameters."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    kind: Literal[
+        "adversarial_training", "label_smoothing", "gaussian_augmentation", "mixup", "cutmix", "weight_decay", "dropout"
+    ]
+    name: str | None = None
+    method: Literal["pgd_at", "trades", "fgsm_at"] | None = None  # adversarial_training
+    attack: dict[str, Any] | None = None  # adversarial_training: the attack spec that makes the training examples
+    beta: float | None = Field(default=None, gt=0)  # adversarial_training, trades only
+    value: float | None = Field(default=None, ge=0)  # the others: smoothing, sigma, alpha, decay or rate
+    training: dict[str, Any] = {}  # further training overrides (e.g. epochs) for this defended model
+
+    @model_validator(mode="after")
+    def _complete(self) -> TrainingDefence:
+        adversarial = self.kind == "adversarial_training"
+        if adversarial and (self.method is None or self.attack is None):
+            raise ValueError("adversarial_training needs method (pgd_at, trades or fgsm_at) and attack (a spec)")
+        if not adversarial and (self.method or self.attack or self.beta):
+            raise ValueError(f"method, attack and beta apply to adversarial_training, not {self.kind}")
+        if not adversarial and self.value is None:
+            raise ValueError(f"{self.kind} needs value: {TRAINING_DEFENCES[self.kind][0]}")
+        if self.name is None:
+            self.name = self.method if adversarial else f"{self.kind}-{self.value:g}"
+        return self
+
+    def apply(self, cfg: ModelConfig) -> ModelConfig:
+        """`cfg` with this defence in its training (or dropout); validated like a model written by hand."""
+        if not cfg.trained_here:
+            raise ValueError(f"{self.kind} trains the model, but model {cfg.name} is not trained by the bridge")
+        raw = cfg.model_dump(mode="json", exclude_unset=True, exclude={"name"})
+        training = {**raw.get("training", {}), **self.training}
+        if self.kind == "adversarial_training":
+            training["adversarial"] = {"method": self.method, "attack": self.attack}
+            if self.beta is not None:
+                training["adversarial"]["beta"] = self.beta
+        elif self.kind == "dropout":
+            raw["dropout"] = self.value
+        else:
+            training[TRAINING_DEFENCES[self.kind][1]] = self.value
+        try:
+            return ModelConfig.model_validate({**raw, "training": training, "name": f"{cfg.name}/{self.name}"})
+        except ValidationError as e:
+            raise ValueError(f"{self.kind} on model {cfg.name}: {first_error(e)}") from None
+
+
+# kind -> (what `value` is, the TrainingConfig field it sets)
+TRAINING_DEFENCES: dict[str, tuple[str, str]] = {
+    "adversarial_training": ("-", "adversarial"),
+    "label_smoothing": ("the smoothing in [0, 1)", "label_smoothing"),
+    "gaussian_augmentation": ("sigma of the noise added to training inputs", "gaussian_augmentation"),
+    "mixup": ("alpha of Beta(alpha, alpha)", "mixup"),
+    "cutmix": ("alpha of Beta(alpha, alpha)", "cutmix"),
+    "weight_decay": ("the decay (L2 for sgd/adam, decoupled for adamw)", "weight_decay"),
+    "dropout": ("the dropout rate before the classifier", "dropout"),
+}
+
+DefenceEntry = str | Defence | TrainingDefence
+
+
+def parse_entry(raw: Any) -> DefenceEntry:
+    """`none`, a preprocessing defence or a training defence, from what a scenario wrote (ValueError: one line)."""
+    if raw == NONE:
+        return NONE
+    if not isinstance(raw, dict) or "kind" not in raw:
+        raise ValueError(f"a defence is 'none' or a mapping with kind: one of {', '.join(all_kinds())}; got {raw!r}")
+    if raw["kind"] not in (*DEFENCE_KINDS, *TRAINING_DEFENCES):
+        raise ValueError(f"defence kind must be none or one of {', '.join(all_kinds()[1:])}; got {raw['kind']!r}")
+    if raw["kind"] in TRAINING_DEFENCES:
+        try:
+            return TrainingDefence.model_validate(raw)
+        except ValidationError as e:
+            raise ValueError(f"{raw['kind']}: {first_error(e)}") from None
+    return parse_defence(raw)
+
+
+def first_error(e: ValidationError) -> str:
+    """The first error of a pydantic validation, as `key.path: message` on one line."""
+    first = e.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    msg = first["msg"].removeprefix("Value error, ").splitlines()[0]
+    return f"{where}: {msg}" if where else msg
+
+
+def all_kinds() -> list[str]:
+    return [NONE, *DEFENCE_KINDS, *TRAINING_DEFENCES]
+
+
+def entry_name(entry: DefenceEntry) -> str:
+    return NONE if entry == NONE else str(entry.name)
+
+
+def victim_name(model: str, entry: DefenceEntry) -> str:
+    return model if entry == NONE else f"{model}/{entry_name(entry)}"
+
+
+def check_entries(entries: list[DefenceEntry], models: list[ModelConfig], problem: Callable[[str], Exception]) -> None:
+    """Refuse defences that cannot apply to a model, naming both; and duplicate names."""
+    names = [entry_name(e) for e in entries]
+    if len(set(names)) < len(names):
+        raise problem(f"defences need distinct names (set name:); got {', '.join(names)}")
+    for i, entry in enumerate(entries):
+        for cfg in models:
+            if entry == NONE:
+                continue
+            if cfg.framework != "torch":
+                raise problem(f"defences[{i}]: defences apply to PyTorch models; {cfg.name} is a {cfg.framework} model")
+            if isinstance(entry, TrainingDefence):
+                try:
+                    entry.apply(cfg)
+                except ValueError as e:
+                    raise problem(f"defences[{i}]: {str(e).splitlines()[0]}") from None
+            elif entry.kind == "thermometer" and not cfg.trained_here:
+                raise problem(
+                    f"defences[{i}]: thermometer changes the input channels, so the model is trained with it; "
+                    f"model {cfg.name} is not trained by the bridge"
+                )
