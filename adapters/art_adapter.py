@@ -1100,3 +1100,59 @@ def detect_adversarial(detector: Any, x: np.ndarray, batch_size: int) -> tuple[n
     """ART's `detect`: (flags, logits) with flags True where the detector calls the input adversarial."""
     report, flags = detector.detect(x, batch_size=batch_size)
     return np.asarray(flags, dtype=bool), np.asarray(report["predictions"], dtype=np.float64)
+
+
+# ---- Adversarial trainers (ART) ----
+# `trainer: art` in an adversarial training config: ART's own loops instead of the bridge's. Madry's PGD-AT is
+# ART's AdversarialTrainer with ratio 1.0 (what AdversarialTrainerMadryPGD builds, whose eps=8 and eps_step=2
+# defaults assume a 0-255 scale), with the attack built from the spec like any cell, every argument explicit;
+# TRADES is AdversarialTrainerTRADESPyTorch with the same attack.
+ART_TRAINERS = {"pgd_at": "AdversarialTrainer", "trades": "AdversarialTrainerTRADESPyTorch"}
+
+
+def art_adversarial_training(
+    net: torch.nn.Module,
+    method: str,
+    translation: Translation,
+    beta: float | None,
+    optimizer: torch.optim.Optimizer,
+    label_smoothing: float,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    bounds: tuple[float, float],
+    x: np.ndarray,
+    y: np.ndarray,
+    epochs: int,
+    batch_size: int,
+) -> None:
+    """Train `net` in place with ART's trainer for `method` (x in `bounds`, y class indices)."""
+    from art.defences import trainer as art_trainers
+    from art.estimators.classification import PyTorchClassifier
+
+    device = next(net.parameters()).device
+    classifier = PyTorchClassifier(
+        # A plain module around the net: ART's wrapper returns every child's output for an nn.Sequential, and the
+        # TRADES trainer scores its accuracy on output [0] (the first layer's) instead of [-1], which crashes.
+        model=ModelView(net, float32=False, softmax=False),
+        loss=torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing),
+        input_shape=input_shape,
+        nb_classes=n_classes,
+        optimizer=optimizer,
+        use_amp=False,
+        opt_level="O1",
+        loss_scale="dynamic",
+        channels_first=True,
+        clip_values=bounds,
+        preprocessing_defences=None,
+        preprocessing=(0.0, 1.0),
+        postprocessing_defences=None,
+        device_type="gpu" if device.type == "cuda" else "cpu",
+    )
+    attack = ADAPTER.construct(translation.native, translation.kwargs, None, classifier)
+    labels = np.eye(n_classes, dtype=np.float32)[y]
+    if method == "pgd_at":
+        trainer = art_trainers.AdversarialTrainer(classifier, attacks=attack, ratio=1.0)
+        trainer.fit(x, labels, batch_size=batch_size, nb_epochs=epochs)
+    else:
+        trainer = art_trainers.AdversarialTrainerTRADESPyTorch(classifier, attack, beta)
+        trainer.fit(x, labels, validation_data=None, batch_size=batch_size, nb_epochs=epochs, scheduler=None)

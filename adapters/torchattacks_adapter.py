@@ -376,6 +376,7 @@ SQUARE_ENTRY = Entry(
 class TorchattacksAdapter(ToolkitAdapter):
     name = "torchattacks"
     wired = frozenset({"model"})
+    frameworks = frozenset({"torch"})  # it calls the model on torch tensors and differentiates with autograd
     table = {
         ("fgsm", "linf"): Entry(
             native="FGSM",
@@ -513,7 +514,7 @@ class TorchattacksAdapter(ToolkitAdapter):
         return REPAIRED[native](cls)(model, **kwargs) if native in REPAIRED else cls(model, **kwargs)
 
     def build(self, translation: Translation, spec: AttackSpec, model: SharedModel) -> AttackFn:
-        if model.framework != "torch":
+        if model.framework not in self.frameworks:
             raise Unsupported(
                 f"torchattacks attacks PyTorch modules only (it calls the model on torch tensors and differentiates "
                 f"with torch.autograd); model {model.name} is a {model.framework} model"

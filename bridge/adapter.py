@@ -91,6 +91,8 @@ class ToolkitAdapter(ABC):
     table: dict[tuple[str, str], Entry]
     # Constructor parameters the adapter fills at build time (the model or estimator), not from the spec.
     wired: frozenset[str] = frozenset()
+    # Model frameworks the toolkit can attack (SharedModel: torch; KerasModel: keras).
+    frameworks: frozenset[str] = frozenset({"torch", "keras"})
 
     def translate(self, spec: AttackSpec, n_classes: int) -> Translation:
         """The native class and arguments for `spec`, or `Unsupported` with the reason."""

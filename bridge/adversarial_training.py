@@ -14,6 +14,10 @@
   the KL term itself (from x + 0.001*N(0, 1)). So the examples here are CE-PGD examples, not TRADES's own: the
   outer loss is TRADES's, the inner maximisation is not.
 
+With `trainer: art`, ART's own trainers run instead (pgd_at: `AdversarialTrainer` with ratio 1.0, which is what
+`AdversarialTrainerMadryPGD` builds, minus its 0-255 defaults; trades: `AdversarialTrainerTRADESPyTorch`), on an
+ART attack built from the spec like any cell; ART attacks in train mode and reports no curves.
+
 The attack is built once per training on a `SharedModel` view of the network being trained (it holds the live
 parameters, so every batch is attacked with the current weights). Examples are made in eval mode, so batch norm
 statistics are not polluted by adversarial batches and dropout does not randomise the attack, with the parameters
@@ -118,6 +122,9 @@ class AdversarialTrainingConfig(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     method: Literal["pgd_at", "trades", "fgsm_at"]
+    # bridge: the bridge's loop (any toolkit's attack); art: ART's trainers (pgd_at: AdversarialTrainer with ratio
+    # 1.0, as AdversarialTrainerMadryPGD; trades: AdversarialTrainerTRADESPyTorch), with an ART attack
+    trainer: Literal["bridge", "art"] = "bridge"
     attack: dict[str, Any]  # one cell of a scenario: attack, toolkit, norm, eps, steps, step_size, random_start, ...
     beta: float | None = Field(default=None, gt=0)  # trades only: the weight of the KL term (default TRADES_BETA)
 
@@ -130,6 +137,13 @@ class AdversarialTrainingConfig(BaseModel):
         if self.method == "trades" and self.beta is None:
             self.beta = TRADES_BETA  # filled here, not as the field's default, so other methods dump without one
         spec = self.spec()
+        if self.trainer == "art" and self.method == "fgsm_at":
+            raise ValueError(
+                "trainer art has no fgsm_at: ART's fast-is-better-than-free trainer imposes its own cyclic learning "
+                "rate; use trainer bridge"
+            )
+        if self.trainer == "art" and spec.toolkit != "art":
+            raise ValueError(f"trainer art runs an ART attack: write attack.toolkit: art, not {spec.toolkit}")
         dump = spec.model_dump(exclude_none=True)
         if spec.attack == NATIVE:
             del dump["loss"]  # the resolver's marker for native cells, refused as written input

@@ -130,6 +130,17 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.scenario}: valid, {len(plan.cells)} cells{models}{defences} ({len(unsupported)} unsupported)")
     if plan.data_missing:
         print(f"  note: the data is not here yet, so `run` will stop: {plan.data_missing}")
+    from bridge.adapter import get_adapter
+
+    for cfg in plan.scenario.model_list:
+        refused = [
+            c for c in plan.cells if not c.unsupported and cfg.framework not in get_adapter(c.spec.toolkit).frameworks
+        ]
+        for toolkit in sorted({c.spec.toolkit for c in refused}):
+            n = sum(c.spec.toolkit == toolkit for c in refused)
+            print(
+                f"  note: {toolkit} cannot attack {cfg.framework} models: its {n} cells on {cfg.name} are unsupported"
+            )
     for cell in unsupported:
         print(f"  unsupported: {cell.spec.label}: {cell.unsupported}")
     return 0

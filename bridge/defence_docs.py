@@ -65,7 +65,10 @@ training takes its examples from any of the three toolkits through the same atta
 `pgd_at` (Madry: train on the attack's examples), `trades` (CE on clean inputs + beta x KL(clean || adversarial);
 the toolkits' attacks maximise CE, whereas the original TRADES inner maximisation maximises the KL term) and
 `fgsm_at` (Wong et al.: one step of 1.25 eps from a random start: a pgd spec with steps 1). Examples are made
-with the model in eval mode.
+with the model in eval mode. `trainer: art` (with an ART attack) runs ART's own trainers instead: pgd_at is
+ART's `AdversarialTrainer` with ratio 1.0, which is what `AdversarialTrainerMadryPGD` builds without its eps=8,
+eps_step=2 defaults (a 0-255 scale); trades is `AdversarialTrainerTRADESPyTorch`. ART attacks in train mode and
+reports no training curves; schedules and augmentation are refused with it.
 
 """
 

@@ -292,6 +292,21 @@ def _require_frameworks(scenario: Scenario) -> None:
                 raise ScenarioError(f"{key}.framework: keras: {exc}") from None
 
 
+def _check_training_attacks(scenario: Scenario, n_classes: int) -> None:
+    """An adversarial training's attack must be one its toolkit can run: refused here, not after the data loads."""
+    for i, cfg in enumerate(scenario.model_list):
+        for j, entry in enumerate(scenario.defences):
+            model = entry.apply(cfg) if isinstance(entry, TrainingDefence) else cfg
+            adversarial = model.training.adversarial
+            if adversarial is None:
+                continue
+            key = f"defences[{j}]" if model is not cfg else (f"models[{i}]" if scenario.models else "model")
+            try:
+                adversarial.check(n_classes)
+            except ValueError as exc:
+                raise ScenarioError(f"{key}: {exc}") from None
+
+
 def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", path: str = "<scenario dict>") -> Plan:
     """Validate and plan a scenario given as a mapping (what the YAML file holds)."""
     from bridge.data import n_classes
@@ -307,6 +322,7 @@ def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", 
             raise ScenarioError(f"data: {absent}")
         _require_frameworks(scenario)
         cells = plan_scenario(scenario, n_classes(scenario.data))
+        _check_training_attacks(scenario, n_classes(scenario.data))
     except ValidationError as exc:
         raise ScenarioError(f"{path}: {_pydantic_message(exc)}") from None
     except (ScenarioError, DatasetError) as exc:

@@ -80,6 +80,12 @@ class TrainingConfig(BaseModel):
                 raise ValueError(f"{option} applies to schedule {' or '.join(schedules)} only, not {self.schedule}")
         if self.mixup and self.cutmix:
             raise ValueError("mixup and cutmix are alternatives: set at most one of them")
+        art = self.adversarial is not None and self.adversarial.trainer == "art"
+        extras = [k for k in ("augment", "schedule") if getattr(self, k) != "none"] + (
+            ["gaussian_augmentation"] if self.gaussian_augmentation else []
+        )
+        if art and extras:
+            raise ValueError(f"{', '.join(extras)} is not available with ART's trainers (adversarial.trainer: art)")
         if (self.mixup or self.cutmix) and self.adversarial is not None:
             mixing = "mixup" if self.mixup else "cutmix"
             raise ValueError(
@@ -210,6 +216,24 @@ def _progress_bar(enabled: bool) -> Progress:
     )
 
 
+def _train_with_art(
+    net: nn.Module, data: Dataset, cfg: TrainingConfig, optimizer: torch.optim.Optimizer, start: float
+) -> dict[str, Any]:
+    """ART's adversarial trainer in place of the bridge's loop (`adversarial.trainer: art`); no curves from ART."""
+    import importlib
+
+    adv = cfg.adversarial
+    _, translation = adv.translate(data.n_classes)
+    art = importlib.import_module("adapters.art_adapter")
+    with seeded_numpy(cfg.seed):  # ART shuffles and draws its random starts with NumPy
+        art.art_adversarial_training(
+            net, adv.method, translation, adv.beta, optimizer, cfg.label_smoothing, data.input_shape, data.n_classes,
+            data.bounds, data.x.numpy(), data.y.numpy(), cfg.epochs, cfg.batch_size,
+        )  # fmt: skip
+    net.eval()
+    return {"loss_curve": [], "train_accuracy_curve": [], "train_time_s": time.perf_counter() - start}
+
+
 def train(
     net: nn.Module, data: Dataset, cfg: TrainingConfig, progress: bool = False, description: str = "training"
 ) -> dict[str, Any]:
@@ -229,6 +253,8 @@ def train(
     optimizer = _optimizer(net.parameters(), cfg)
     scheduler = SCHEDULES[cfg.schedule](optimizer, cfg)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
+    if cfg.adversarial is not None and cfg.adversarial.trainer == "art":
+        return _train_with_art(net, data, cfg, optimizer, start)
     adversary = None
     if cfg.adversarial is not None:
         adversary = AdversarialStep(net, cfg.adversarial, data.input_shape, data.n_classes, data.bounds, device)

@@ -76,6 +76,19 @@ def test_pgd_at_by_torchattacks_is_robust_under_the_other_toolkits_attacks(digit
         assert robust > standard[1] + MARGIN, (toolkit, robust, standard)
 
 
+@pytest.mark.parametrize("method", ["pgd_at", "trades"])
+def test_arts_own_trainers_are_reachable_and_work(digits, standard, method: str) -> None:
+    """`trainer: art`: ART's AdversarialTrainer (ratio 1.0, Madry) or its TRADES trainer with the ART PGD of the
+    spec (eps in pixel units, unlike AdversarialTrainerMadryPGD's 0-255 defaults); judged under Foolbox's PGD."""
+    train_data, test = digits
+    adversarial = {"method": method, "trainer": "art", "attack": pgd("art", steps=3, step_size=0.04)}
+    net, result = trained(train_data, adversarial=adversarial)
+    assert result["loss_curve"] == [] and result["train_time_s"] > 0
+    assert not net.training
+    clean, robust = robust_accuracy(net, test, "foolbox")
+    assert clean > 0.85 and robust > standard[1] + MARGIN, (clean, robust, standard)
+
+
 @pytest.mark.parametrize(
     "method,attack,measured",
     [("trades", pgd("foolbox", steps=2), 0.744), ("fgsm_at", pgd("torchattacks"), 0.691)],
@@ -206,6 +219,8 @@ def test_every_training_option_changes_the_model_cache_key(digits) -> None:
         ({"method": "pgd_at", "attack": {**pgd("art"), "eps": 0}}, "attack.eps: eps must be > 0"),
         ({"method": "pgd_at", "attack": {**pgd("art"), "toolkit": "cleverhans"}}, "attack.toolkit: unknown toolkit"),
         ({"method": "madry", "attack": pgd("art")}, "method"),
+        ({"method": "pgd_at", "trainer": "art", "attack": pgd("foolbox")}, "trainer art runs an ART attack"),
+        ({"method": "fgsm_at", "trainer": "art", "attack": pgd("art")}, "trainer art has no fgsm_at"),
     ],
 )
 def test_invalid_adversarial_configs_are_refused(options: dict, message: str) -> None:

@@ -111,3 +111,10 @@ def test_defence_grid_end_to_end(store: str, model_cache: str) -> None:
     detector = _artifact(run_id, "detector.csv")
     assert set(detector["toolkit"]) == {"art", "foolbox", "torchattacks"} and detector["auc"].between(0, 1).all()
     assert set(detector["defence"]) == {"none", "squeeze-3bit", "squeeze-exact", "label_smoothing-0.1"}
+
+
+def test_an_adversarial_training_attack_its_toolkit_lacks_is_refused_at_validation() -> None:
+    at = {"attack": "pgd", "norm": "l1", "eps": 5.0, "toolkit": "torchattacks", "steps": 5}
+    entry = {"kind": "adversarial_training", "method": "pgd_at", "attack": at}
+    with pytest.raises(ScenarioError, match=r"defences\[0\]: adversarial training attack .*torchattacks has no pgd"):
+        load_raw(scenario(defences=[entry]))
