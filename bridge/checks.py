@@ -123,6 +123,25 @@ def blackbox_not_stronger(ok: list[Outcome], tol: float) -> Check:
     )
 
 
+def direct_beats_transfer(ok: list[Outcome], transferred: list[Outcome], tol: float) -> Check:
+    """A defended model must fall at least as far under direct attack as under examples transferred from the
+    undefended model; the reverse means its gradients mislead the attacks (use gradient bpda or eot)."""
+    check = Check("direct_beats_transfer", "no transferred example set beats every direct attack on the defence")
+    tripped, compared = [], False
+    for t in transferred:
+        direct = [o for o in ok if o.spec.kind == "fixed" and o.spec.norm == t.spec.norm and o.spec.eps == t.spec.eps]
+        if t.spec.kind != "fixed" or not direct:
+            continue
+        compared = True
+        best = min(_acc(o) for o in direct)
+        if _acc(t) < best - tol:
+            tripped.append(f"{t.spec.label} transferred ({_acc(t):.3f} < best direct {best:.3f})")
+    if not compared:
+        return check.skip("no transferred cell (transfer: true, for preprocessing defences) shares a norm and eps")
+    message = "gradient masking: examples made on the undefended model beat the attacks on the defended one"
+    return check.trip(tripped, message) if tripped else check
+
+
 def large_eps_reaches_chance(ok: list[Outcome], tol: float, n_classes: int, width: float) -> Check:
     check = Check("large_eps_reaches_chance", "at a very large eps robust accuracy falls to chance or below")
     large = [o for o in ok if o.spec.kind == "fixed" and o.spec.norm == "linf" and o.spec.eps >= width / 2]
@@ -191,8 +210,9 @@ def run_checks(
     x: torch.Tensor,
     y: torch.Tensor,
     clean_pred: torch.Tensor,
+    transferred: list[Outcome] = (),
 ) -> pd.DataFrame:
-    """Every check, as a table: check, question, status, cells, detail."""
+    """Every check, as a table: check, question, status, cells, detail. `transferred`: this model's transfer rows."""
     ok = [o for o in outcomes if o.ok]
     tol = _tol(ok)
     lo, hi = model.bounds
@@ -201,6 +221,7 @@ def run_checks(
         lambda: iterative_beats_fgsm(ok, tol),
         lambda: more_steps_not_weaker(ok, tol),
         lambda: blackbox_not_stronger(ok, tol),
+        lambda: direct_beats_transfer(ok, list(transferred), tol),
         lambda: gradients_available(model, x, y, clean_pred),
         lambda: deterministic_outputs(model, x),
         lambda: large_eps_reaches_chance(ok, tol, model.n_classes, hi - lo),

@@ -243,7 +243,8 @@ class Runner:
             checks = pd.concat(
                 [
                     run_checks([o for o in outcomes if o.row["model"] == v.model.name], v.model, v.x, v.y,
-                               v.clean_pred).assign(model=v.model.name)
+                               v.clean_pred, [t for t in transferred if t.row["model"] == v.model.name]
+                               ).assign(model=v.model.name)
                     for v in victims
                 ],
                 ignore_index=True,

@@ -21,7 +21,7 @@ def test_catalogue_scenario_runs_every_attack(store, model_cache) -> None:
     assert {"native:FAB", "native:DDNAttack"} <= ran
     assert set(table.loc[table["status"] == "ok", "toolkit"]) == {"art", "foolbox", "torchattacks"}
     checks = pd.DataFrame(table.attrs["checks"])
-    assert len(checks) == 9 and set(checks["status"]) <= {"passed", "failed", "skipped"}
+    assert len(checks) == 10 and set(checks["status"]) <= {"passed", "failed", "skipped"}
     assert (checks["status"] == "skipped").sum() == 0  # the scenario has a cell for every check
     client = MlflowClient(store)
     parent = table.attrs["parent_run_id"]

@@ -86,6 +86,10 @@ def test_defence_grid_end_to_end(store: str, model_cache: str) -> None:
     checks = pd.DataFrame(table.attrs["checks"]).set_index(["model", "name"])["status"]
     assert checks[("small_cnn/squeeze-exact", "gradients_not_vanishing")] == "failed"
     assert checks[("small_cnn/squeeze-3bit", "gradients_not_vanishing")] == "passed"
+    # The undefended model's examples beat every direct attack on squeeze-exact: flagged; BPDA's are as strong.
+    assert checks[("small_cnn/squeeze-exact", "direct_beats_transfer")] == "failed"
+    assert checks[("small_cnn/squeeze-3bit", "direct_beats_transfer")] == "passed"
+    assert checks[("small_cnn", "direct_beats_transfer")] == "skipped"
     # Non-adaptive rows: the undefended model's examples judged by each preprocessing-defended model.
     transfer = table[table["evaluation"] == "transfer"]
     assert set(transfer["defence"]) == {"squeeze-3bit", "squeeze-exact"} and len(transfer) == 2 * 2 * 3

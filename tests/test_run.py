@@ -253,7 +253,7 @@ def test_several_models_side_by_side(store, model_cache) -> None:
     assert {"model/lenet-quick/record.json", "model/small_cnn/record.json"} <= arts
     assert any(a.startswith("model/lenet-quick/") and a.endswith(".pt") for a in arts)  # trained here: weights
     checks = pd.DataFrame(table.attrs["checks"])
-    assert set(checks["model"]) == {"small_cnn", "lenet-quick"} and len(checks) == 2 * 9
+    assert set(checks["model"]) == {"small_cnn", "lenet-quick"} and len(checks) == 2 * 10
     # each model is judged on its own: same attack, its own clean accuracy and robust accuracy
     assert table.groupby("model")["clean_accuracy"].nunique().eq(1).all()
 
