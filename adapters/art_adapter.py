@@ -570,6 +570,41 @@ class ModelView(torch.nn.Module):
         return out.softmax(1) if self.softmax else out
 
 
+def pytorch_classifier(
+    module: torch.nn.Module,
+    input_shape: tuple[int, ...],
+    n_classes: int,
+    clip_values: tuple[float, float] | None,
+    device: torch.device,
+    loss: torch.nn.Module | None = None,
+    optimizer: torch.optim.Optimizer | None = None,
+) -> Any:
+    """ART's PyTorchClassifier over `module` with every argument explicit (cross-entropy unless `loss` is given).
+
+    ART's 'gpu' means cuda:{current_device()} and it moves the module there, so the current device is set first.
+    """
+    from art.estimators.classification import PyTorchClassifier
+
+    if device.type == "cuda":
+        torch.cuda.set_device(device)
+    return PyTorchClassifier(
+        model=module,
+        loss=torch.nn.CrossEntropyLoss() if loss is None else loss,
+        input_shape=tuple(input_shape),
+        nb_classes=n_classes,
+        optimizer=optimizer,
+        use_amp=False,
+        opt_level="O1",
+        loss_scale="dynamic",
+        channels_first=True,
+        clip_values=clip_values,
+        preprocessing_defences=None,
+        preprocessing=(0.0, 1.0),
+        postprocessing_defences=None,
+        device_type="gpu" if device.type == "cuda" else "cpu",
+    )
+
+
 def _keras_classifier(model: KerasModel, native: str) -> Any:
     """ART's TensorFlowV2Classifier over a KerasModel (NCHW inputs, so channels_first=True), every argument explicit.
 
@@ -689,31 +724,12 @@ class ArtAdapter(ToolkitAdapter):
         to the model's first. Classes in FLOAT64_CLASSES / PROBABILITY_CLASSES see a `ModelView`. A Keras
         model gets a TensorFlowV2Classifier (`_keras_classifier`).
         """
-        from art.estimators.classification import PyTorchClassifier
-
         if model.framework == "keras":
             return _keras_classifier(model, native)
         device = model.device
-        if device.type == "cuda":
-            torch.cuda.set_device(device)
         float32, softmax = native in FLOAT64_CLASSES, native in PROBABILITY_CLASSES
         module = ModelView(model, float32, softmax) if float32 or softmax else model
-        classifier = PyTorchClassifier(
-            model=module,
-            loss=torch.nn.CrossEntropyLoss(),
-            input_shape=model.input_shape,
-            nb_classes=model.n_classes,
-            optimizer=None,
-            use_amp=False,
-            opt_level="O1",
-            loss_scale="dynamic",
-            channels_first=True,
-            clip_values=model.bounds,
-            preprocessing_defences=None,
-            preprocessing=(0.0, 1.0),
-            postprocessing_defences=None,
-            device_type="gpu" if device.type == "cuda" else "cpu",
-        )
+        classifier = pytorch_classifier(module, model.input_shape, model.n_classes, model.bounds, device)
         if model.device != device:
             raise RuntimeError(f"ART moved the model from {device} to {model.device}")
         return classifier
@@ -990,34 +1006,6 @@ def clever_targeted(
     )
 
 
-def clever_untargeted(
-    classifier: Any,
-    x: np.ndarray,
-    nb_batches: int,
-    batch_size: int,
-    radius: float,
-    norm: str,
-    c_init: float,
-    pool_factor: int,
-) -> float:
-    """ART's `clever_u` for one sample: the minimum of `clever_t` over the classes other than the predicted one."""
-    from art.metrics import clever_u
-
-    return float(
-        clever_u(
-            classifier,
-            x,
-            nb_batches=nb_batches,
-            batch_size=batch_size,
-            radius=radius,
-            norm=ART_NORMS[norm],
-            c_init=c_init,
-            pool_factor=pool_factor,
-            verbose=False,
-        )
-    )
-
-
 def fgsm_empirical_robustness(
     classifier: Any, x: np.ndarray, norm: str, eps: float, eps_step: float, batch_size: int
 ) -> float:
@@ -1057,28 +1045,11 @@ def loss_sensitivities(classifier: Any, x: np.ndarray, y: np.ndarray, n_classes:
 def binary_input_detector(net: torch.nn.Module, input_shape: tuple[int, ...], lr: float, device: torch.device) -> Any:
     """ART's `BinaryInputDetector` over `net` (inputs -> 2 logits: clean, adversarial), trained with Adam at `lr`."""
     from art.defences.detector.evasion import BinaryInputDetector
-    from art.estimators.classification import PyTorchClassifier
 
-    if device.type == "cuda":
-        torch.cuda.set_device(device)  # ART's 'gpu' is cuda:{current_device()}
     net.to(device)
     optimizer = torch.optim.Adam(net.parameters(), lr=lr, betas=(0.9, 0.999), eps=1e-8, weight_decay=0.0)
-    classifier = PyTorchClassifier(
-        model=net,
-        loss=torch.nn.CrossEntropyLoss(),
-        input_shape=tuple(input_shape),
-        nb_classes=2,
-        optimizer=optimizer,
-        use_amp=False,
-        opt_level="O1",
-        loss_scale="dynamic",
-        channels_first=True,
-        clip_values=None,  # the detector is fitted and queried, never attacked
-        preprocessing_defences=None,
-        postprocessing_defences=None,
-        preprocessing=(0.0, 1.0),
-        device_type="gpu" if device.type == "cuda" else "cpu",
-    )
+    # clip_values None: the detector is fitted and queried, never attacked
+    classifier = pytorch_classifier(net, input_shape, 2, None, device, optimizer=optimizer)
     return BinaryInputDetector(detector=classifier)
 
 
@@ -1127,27 +1098,13 @@ def art_adversarial_training(
 ) -> None:
     """Train `net` in place with ART's trainer for `method` (x in `bounds`, y class indices)."""
     from art.defences import trainer as art_trainers
-    from art.estimators.classification import PyTorchClassifier
 
+    # A plain module around the net: ART's wrapper returns every child's output for an nn.Sequential, and the
+    # TRADES trainer scores its accuracy on output [0] (the first layer's) instead of [-1], which crashes.
+    module = ModelView(net, float32=False, softmax=False)
+    loss = torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing)
     device = next(net.parameters()).device
-    classifier = PyTorchClassifier(
-        # A plain module around the net: ART's wrapper returns every child's output for an nn.Sequential, and the
-        # TRADES trainer scores its accuracy on output [0] (the first layer's) instead of [-1], which crashes.
-        model=ModelView(net, float32=False, softmax=False),
-        loss=torch.nn.CrossEntropyLoss(label_smoothing=label_smoothing),
-        input_shape=input_shape,
-        nb_classes=n_classes,
-        optimizer=optimizer,
-        use_amp=False,
-        opt_level="O1",
-        loss_scale="dynamic",
-        channels_first=True,
-        clip_values=bounds,
-        preprocessing_defences=None,
-        preprocessing=(0.0, 1.0),
-        postprocessing_defences=None,
-        device_type="gpu" if device.type == "cuda" else "cpu",
-    )
+    classifier = pytorch_classifier(module, input_shape, n_classes, bounds, device, loss, optimizer)
     attack = ADAPTER.construct(translation.native, translation.kwargs, None, classifier)
     labels = np.eye(n_classes, dtype=np.float32)[y]
     if method == "pgd_at":

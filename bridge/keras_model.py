@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.shared_model import Counters, QueryBudget
+from bridge.shared_model import Counters, Observed
 
 INSTALL_HINT = "pip install 'advbridge[tf]'"
 
@@ -57,7 +57,7 @@ def tf_device(device: str) -> str:
     return f"/GPU:{index}"
 
 
-class KerasModel:
+class KerasModel(Observed):
     """A Keras classifier (NHWC inputs, logits out) behind the SharedModel interface (NCHW inputs)."""
 
     framework = "keras"
@@ -81,8 +81,6 @@ class KerasModel:
         self.name = name
         self.tf_device = tf_device(device)
         self.normalize = normalize
-        self._counters: Counters | None = None
-        self._budget: QueryBudget | None = None
 
     @property
     def device(self) -> torch.device:
@@ -109,25 +107,18 @@ class KerasModel:
 
     def _observe(self, x: Any, logits: Any) -> Any:
         """Count the pass, apply the query budget and count the backward pass through these logits."""
-        counters = self._counters
+        batch = int(x.shape[0])
+        counters, blocked = self._forward_seen(batch)
         if counters is None:
             return logits
-        batch = int(x.shape[0])
-        counters.forward_calls += 1
-        counters.forward_samples += batch
-        budget = self._budget
-        if budget is not None:
-            budget.used += batch
-            if budget.used > budget.limit:
-                counters.queries_blocked += batch
-                answer = budget.uninformative(torch.from_numpy(np.array(x)), torch.from_numpy(np.array(logits)))
-                logits = logits * 0 + self.tf.constant(answer.numpy())  # zero gradient, as for PyTorch
+        if blocked:
+            answer = self._budget.uninformative(torch.from_numpy(np.array(x)), torch.from_numpy(np.array(logits)))
+            logits = logits * 0 + self.tf.constant(answer.numpy())  # zero gradient, as for PyTorch
 
         @self.tf.custom_gradient
         def counted(out: Any) -> Any:
             def grad(upstream: Any) -> Any:
-                counters.backward_calls += 1
-                counters.backward_samples += batch
+                counters.backward(batch)
                 return upstream
 
             return self.tf.identity(out), grad
@@ -139,23 +130,13 @@ class KerasModel:
         """Count passes made inside the block, with every `tf.function` run eagerly: a compiled function calls
         the model once, when it is traced, so its later passes would escape the counters and the query budget
         (ART compiles its TensorFlowV2Classifier.predict, and APGD builds its own estimator)."""
-        counters = Counters()
-        self._counters = counters
         eager = self.tf.config.functions_run_eagerly()
         self.tf.config.run_functions_eagerly(True)
         try:
-            yield counters
+            with super().counting() as counters:
+                yield counters
         finally:
-            self._counters = None
             self.tf.config.run_functions_eagerly(eager)
-
-    @contextmanager
-    def query_budget(self, x: torch.Tensor, y: torch.Tensor, max_queries: int | None) -> Iterator[None]:
-        self._budget = None if max_queries is None else QueryBudget(x.detach().cpu(), y.cpu(), max_queries * len(x))
-        try:
-            yield
-        finally:
-            self._budget = None
 
     @contextmanager
     def eval_mode(self) -> Iterator[KerasModel]:

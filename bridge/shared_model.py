@@ -35,6 +35,10 @@ class Counters:
     def as_metrics(self) -> dict[str, float]:
         return {k: float(v) for k, v in vars(self).items()}
 
+    def backward(self, batch: int) -> None:
+        self.backward_calls += 1
+        self.backward_samples += batch
+
 
 @dataclass
 class QueryBudget:
@@ -56,7 +60,51 @@ class QueryBudget:
         return output * 0 + 10.0 * onehot  # keeps the graph (callers may differentiate) with zero gradient
 
 
-class SharedModel(nn.Module):
+class Observed:
+    """The bridge's view of every pass through a shared model, whatever its framework: counters and a query budget,
+    each active inside its context manager. The model calls `_forward_seen` once per forward pass."""
+
+    _counters: Counters | None = None
+    _budget: QueryBudget | None = None
+
+    def _forward_seen(self, batch: int) -> tuple[Counters | None, bool]:
+        """Count a forward pass of `batch` samples: (the active counters, whether the pass is past the budget and
+        must be answered uninformatively)."""
+        counters = self._counters
+        if counters is None:
+            return None, False
+        counters.forward_calls += 1
+        counters.forward_samples += batch
+        budget = self._budget
+        if budget is None:
+            return counters, False
+        budget.used += batch
+        if budget.used <= budget.limit:
+            return counters, False
+        counters.queries_blocked += batch
+        return counters, True
+
+    @contextmanager
+    def counting(self) -> Iterator[Counters]:
+        """Count passes made inside the block."""
+        counters = Counters()
+        self._counters = counters
+        try:
+            yield counters
+        finally:
+            self._counters = None
+
+    @contextmanager
+    def query_budget(self, x: torch.Tensor, y: torch.Tensor, max_queries: int | None) -> Iterator[None]:
+        """Enforce `max_queries` forward passes per sample for the batch (x, y) inside the block."""
+        self._budget = None if max_queries is None else QueryBudget(x.detach(), y, max_queries * len(x))
+        try:
+            yield
+        finally:
+            self._budget = None
+
+
+class SharedModel(Observed, nn.Module):
     """Wraps a classifier mapping inputs in `bounds` to logits; this module is what toolkits receive.
 
     It is a plain nn.Module (never nn.Sequential) so that wrappers which walk Sequential children, as
@@ -83,8 +131,6 @@ class SharedModel(nn.Module):
         self.bounds = (float(bounds[0]), float(bounds[1]))
         self.name = name
         self.precision = precision
-        self._counters: Counters | None = None
-        self._budget: QueryBudget | None = None
         self.net.register_forward_hook(self._on_forward)
         self.to(torch.device(device))
         if precision == "bf16" and self.device.type == "cuda" and len(self.input_shape) == 3:
@@ -102,45 +148,15 @@ class SharedModel(nn.Module):
         return self.net(x)
 
     def _on_forward(self, _module: nn.Module, inputs: tuple, output: torch.Tensor) -> torch.Tensor | None:
-        counters = self._counters
+        batch = int(inputs[0].shape[0])
+        counters, blocked = self._forward_seen(batch)
         if counters is None:
             return None
-        batch = int(inputs[0].shape[0])
-        counters.forward_calls += 1
-        counters.forward_samples += batch
-        budget = self._budget
-        if budget is not None:
-            budget.used += batch
-            if budget.used > budget.limit:
-                counters.queries_blocked += batch
-                output = budget.uninformative(inputs[0], output)
+        if blocked:
+            output = self._budget.uninformative(inputs[0], output)
         if output.requires_grad:
-
-            def on_backward(grad: torch.Tensor) -> None:
-                counters.backward_calls += 1
-                counters.backward_samples += batch
-
-            output.register_hook(on_backward)
-        return output if budget is not None else None
-
-    @contextmanager
-    def counting(self) -> Iterator[Counters]:
-        """Count passes made inside the block."""
-        counters = Counters()
-        self._counters = counters
-        try:
-            yield counters
-        finally:
-            self._counters = None
-
-    @contextmanager
-    def query_budget(self, x: torch.Tensor, y: torch.Tensor, max_queries: int | None) -> Iterator[None]:
-        """Enforce `max_queries` forward passes per sample for the batch (x, y) inside the block."""
-        self._budget = None if max_queries is None else QueryBudget(x.detach(), y, max_queries * len(x))
-        try:
-            yield
-        finally:
-            self._budget = None
+            output.register_hook(lambda _grad: counters.backward(batch))
+        return output if self._budget is not None else None
 
     @contextmanager
     def eval_mode(self) -> Iterator[SharedModel]:
