@@ -14,7 +14,8 @@ pytestmark = pytest.mark.slow
 
 
 def test_keras_scenario_runs_both_frameworks(store, model_cache) -> None:
-    fewer = ["data.n_samples=40", "models.2.training.epochs=2", "attacks.3.steps=5", "attacks.4.max_queries=50"]
+    fewer = ["data.n_samples=20", "models.1.training.epochs=8", "models.2.training.epochs=2", "attacks.3.steps=5",
+             "attacks.4.max_queries=50"]  # fmt: skip
     table = run_scenario("scenarios/keras.yaml", fewer, log=lambda _: None)
     assert not table["status"].str.startswith("failed").any()
     keras = table[table["model"].str.endswith("-keras")]
@@ -28,8 +29,8 @@ def test_keras_scenario_runs_both_frameworks(store, model_cache) -> None:
 
 
 def test_defences_scenario_writes_the_tradeoff(store, model_cache) -> None:
-    table = run_scenario("scenarios/defences.yaml", ["data.n_samples=60", "robustness.clever.n_samples=1"],
-                         log=lambda _: None)  # fmt: skip
+    fewer = ["data.n_samples=60", "model.training.epochs=10", "robustness.clever.n_samples=1"]
+    table = run_scenario("scenarios/defences.yaml", fewer, log=lambda _: None)
     assert (table["status"] == "ok").all()
     assert table["defence"].nunique() == 7 and set(table["evaluation"]) == {"direct", "transfer"}
     run_id = table.attrs["parent_run_id"]
