@@ -408,7 +408,7 @@ class Runner:
             if spec.train_toolkit not in adv:
                 self.log(f"detector: no {spec.train_toolkit} examples of {spec.attack} on {v.model.name}; skipped")
                 continue
-            success = {o.spec.toolkit: torch.as_tensor(~o.per_sample["robust"].to_numpy(bool)) for o in cells}
+            success = {o.spec.toolkit: torch.as_tensor(o.per_sample["success"].to_numpy(bool)) for o in cells}
             table = detector_study_on(v.x, adv, cfg, success).assign(model=v.model.name, defence=v.defence)
             frames.append(table)
             for row in table.itertuples():
