@@ -101,41 +101,46 @@ def more_steps_not_weaker(ok: list[Outcome], tol: float) -> Check:
     return check.trip(tripped, "more steps left more samples robust") if tripped else check
 
 
+def _below_best(
+    challengers: list[Outcome], rivals_of: Callable[[Outcome], list[Outcome]], tol: float, labels: tuple[str, str]
+) -> tuple[list[str], bool]:
+    """Challengers left with lower robust accuracy than the best of their rivals (beyond `tol`), and whether any
+    challenger had rivals to compare with. `labels`: how a challenger and the rivals are named in the result."""
+    tripped, compared = [], False
+    for c in challengers:
+        rivals = rivals_of(c)
+        if not rivals:
+            continue
+        compared = True
+        best = min(_acc(r) for r in rivals)
+        if _acc(c) < best - tol:
+            tripped.append(f"{c.spec.label}{labels[0]} ({_acc(c):.3f} < best {labels[1]} {best:.3f})")
+    return tripped, compared
+
+
 def blackbox_not_stronger(ok: list[Outcome], tol: float) -> Check:
     check = Check("white_box_beats_score_based", "no score-based attack (square) beats every white-box attack")
-    tripped, compared = [], False
-    for o in ok:
-        if o.spec.access != "score":
-            continue
-        white = [w for w in ok if w.spec.access == "gradient" and w.spec.kind == "fixed" and w.row["model"] ==
-                 o.row["model"] and w.spec.norm == o.spec.norm and w.spec.eps == o.spec.eps]  # fmt: skip
-        if white:
-            compared = True
-            best = min(_acc(w) for w in white)
-            if _acc(o) < best - tol:
-                tripped.append(f"{o.spec.label} ({_acc(o):.3f} < best white-box {best:.3f})")
+    tripped, compared = _below_best(
+        [o for o in ok if o.spec.access == "score"],
+        lambda o: [w for w in ok if w.spec.access == "gradient" and w.spec.kind == "fixed" and w.row["model"] ==
+                   o.row["model"] and w.spec.norm == o.spec.norm and w.spec.eps == o.spec.eps],
+        tol, ("", "white-box"),
+    )  # fmt: skip
     if not compared:
         return check.skip("no score-based cell shares a norm and eps with a white-box cell")
-    return (
-        check.trip(tripped, "gradient masking: a black-box attack found more than the gradients did")
-        if tripped
-        else check
-    )
+    message = "gradient masking: a black-box attack found more than the gradients did"
+    return check.trip(tripped, message) if tripped else check
 
 
 def direct_beats_transfer(ok: list[Outcome], transferred: list[Outcome], tol: float) -> Check:
     """A defended model must fall at least as far under direct attack as under examples transferred from the
     undefended model; the reverse means its gradients mislead the attacks (use gradient bpda or eot)."""
     check = Check("direct_beats_transfer", "no transferred example set beats every direct attack on the defence")
-    tripped, compared = [], False
-    for t in transferred:
-        direct = [o for o in ok if o.spec.kind == "fixed" and o.spec.norm == t.spec.norm and o.spec.eps == t.spec.eps]
-        if t.spec.kind != "fixed" or not direct:
-            continue
-        compared = True
-        best = min(_acc(o) for o in direct)
-        if _acc(t) < best - tol:
-            tripped.append(f"{t.spec.label} transferred ({_acc(t):.3f} < best direct {best:.3f})")
+    tripped, compared = _below_best(
+        [t for t in transferred if t.spec.kind == "fixed"],
+        lambda t: [o for o in ok if o.spec.kind == "fixed" and o.spec.norm == t.spec.norm and o.spec.eps == t.spec.eps],
+        tol, (" transferred", "direct"),
+    )  # fmt: skip
     if not compared:
         return check.skip("no transferred cell (transfer: true, for preprocessing defences) shares a norm and eps")
     message = "gradient masking: examples made on the undefended model beat the attacks on the defended one"
