@@ -25,10 +25,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
-from bridge.keras_model import KerasModel
-from bridge.shared_model import SharedModel
-from bridge.spec import AttackSpec
+from bridge.attacks.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
+from bridge.attacks.spec import AttackSpec
+from bridge.models.keras import KerasModel
+from bridge.models.shared import SharedModel
 
 # Spec loss -> Foolbox DeepFool `loss` value.
 _DEEPFOOL_LOSS = {"logits": "logits", "ce": "crossentropy"}

@@ -31,9 +31,9 @@ from typing import Any
 
 import torch
 
-from bridge.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
-from bridge.shared_model import SharedModel
-from bridge.spec import AttackSpec
+from bridge.attacks.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
+from bridge.attacks.spec import AttackSpec
+from bridge.models.shared import SharedModel
 
 UNIT_BOUNDS = (0.0, 1.0)
 

@@ -41,8 +41,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def attack_table() -> list[dict[str, str]]:
     """Canonical attack x norm, with each toolkit's native class (or '-' where it has none)."""
-    from bridge.adapter import ADAPTER_MODULES, get_adapter
-    from bridge.catalogue import CATALOGUE
+    from bridge.attacks.adapter import ADAPTER_MODULES, get_adapter
+    from bridge.attacks.catalogue import CATALOGUE
 
     adapters = {name: get_adapter(name) for name in ADAPTER_MODULES}
     rows = []
@@ -58,8 +58,8 @@ def attack_table() -> list[dict[str, str]]:
 
 def model_table() -> list[dict[str, str]]:
     """The zoo: each architecture, what it is, the frameworks it is built in, and its options with defaults."""
-    from bridge.keras_zoo import KERAS_ARCHITECTURES
-    from bridge.zoo import ARCHITECTURES, DESCRIPTIONS, option_defaults
+    from bridge.models.keras_zoo import KERAS_ARCHITECTURES
+    from bridge.models.zoo import ARCHITECTURES, DESCRIPTIONS, option_defaults
 
     return [
         {
@@ -73,14 +73,14 @@ def model_table() -> list[dict[str, str]]:
 
 
 def dataset_table() -> list[dict[str, str]]:
-    from bridge.data import DATASETS
+    from bridge.data.config import DATASETS
 
     return [{"dataset": name, "description": text} for name, text in DATASETS.items()]
 
 
 def defence_table() -> list[dict[str, str]]:
-    from bridge.defence_grid import TRAINING_DEFENCES
-    from bridge.defences import describe
+    from bridge.defences.grid import TRAINING_DEFENCES
+    from bridge.defences.preprocessing import describe
 
     rows = [{"kind": d["kind"], "type": "preprocessing", "gradients": d["gradients"], "parameters": d["parameters"]}
             for d in describe()]  # fmt: skip
@@ -92,7 +92,7 @@ def defence_table() -> list[dict[str, str]]:
 
 def cmd_list(args: argparse.Namespace) -> int:
     if args.what == "defences" and args.format == "markdown":
-        from bridge.defence_docs import defences_markdown
+        from bridge.docs.defences import defences_markdown
 
         print(defences_markdown(), end="")
         return 0
@@ -108,7 +108,7 @@ def cmd_list(args: argparse.Namespace) -> int:
         print(table.to_markdown(index=False) if args.format == "markdown" else table.to_string(index=False))
         return 0
     if args.format == "markdown":
-        from bridge.docs import attacks_markdown
+        from bridge.docs.attacks import attacks_markdown
 
         print(attacks_markdown(), end="")
         return 0
@@ -130,7 +130,7 @@ def cmd_validate(args: argparse.Namespace) -> int:
     print(f"{args.scenario}: valid, {len(plan.cells)} cells{models}{defences} ({len(unsupported)} unsupported)")
     if plan.data_missing:
         print(f"  note: the data is not here yet, so `run` will stop: {plan.data_missing}")
-    from bridge.adapter import get_adapter
+    from bridge.attacks.adapter import get_adapter
 
     for cfg in plan.scenario.model_list:
         refused = [
@@ -151,7 +151,7 @@ def print_summary(table: Any, n_samples: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from bridge.report import LEGEND, summary
+    from bridge.report.summary import LEGEND, summary
 
     pivot = summary(table)
     out = Table(caption=LEGEND, caption_justify="left")
@@ -173,7 +173,7 @@ def print_summary(table: Any, n_samples: int) -> None:
     if "checks" in table.attrs:
         import pandas as pd
 
-        from bridge.checks import summary_line
+        from bridge.studies.evasion.checks import summary_line
 
         console.print(summary_line(pd.DataFrame(table.attrs["checks"])), markup=False, soft_wrap=True)
 

@@ -15,7 +15,14 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bridge.analysis import (
+from bridge.attacks.catalogue import NATIVE
+from bridge.data.dataset import Dataset
+from bridge.defences.grid import NONE, DefenceEntry, TrainingDefence, entry_name, victim_name
+from bridge.models.config import ModelConfig
+from bridge.models.keras import KerasModel
+from bridge.models.shared import SharedModel, resolve_device
+from bridge.scenario import Cell, Plan, ScenarioError, load, load_raw
+from bridge.studies.evasion.analysis import (
     GROUP,
     Outcome,
     median_distance,
@@ -23,14 +30,7 @@ from bridge.analysis import (
     worst_case_by_eps,
     worst_case_per_group,
 )
-from bridge.catalogue import NATIVE
-from bridge.checks import run_checks
-from bridge.data import Dataset
-from bridge.defence_grid import NONE, DefenceEntry, TrainingDefence, entry_name, victim_name
-from bridge.keras_model import KerasModel
-from bridge.models import ModelConfig
-from bridge.scenario import Cell, Plan, ScenarioError, load, load_raw
-from bridge.shared_model import SharedModel, resolve_device
+from bridge.studies.evasion.checks import run_checks
 
 TABLE_COLUMNS = [
     "model", "defence", "dataset", "attack", "norm", "eps", "targeted", "evaluation", "toolkit", "native_class",
@@ -81,7 +81,7 @@ class Victim:
 
 def load_data(plan: Plan, log: Callable[[str], None]) -> tuple[Dataset, Dataset]:
     """The evaluation samples (deterministic selection) and the training split, loaded once per run."""
-    from bridge.data import load_split, select
+    from bridge.data.dataset import load_split, select
 
     cfg, scn = plan.scenario.data, plan.scenario
     evaluation = select(load_split(cfg, log=log), cfg.n_samples, scn.seed, balanced=cfg.balanced)
@@ -99,8 +99,8 @@ def prepare_victim(
 ) -> Victim:
     """One shared model (`cfg` behind the defence `entry`) on the scenario's device, with the evaluation data there
     and its clean outputs."""
-    from bridge.defences import Defence, defend
-    from bridge.models import build_model
+    from bridge.defences.preprocessing import Defence, defend
+    from bridge.models.build import build_model
 
     scn = plan.scenario
     device = resolve_device(scn.device)
@@ -127,7 +127,7 @@ def prepare_victim(
 
 def attack_cell(cell: Cell, victim: Victim) -> tuple[torch.Tensor, torch.Tensor | None, dict[str, float]]:
     """Run one cell in batches; returns x_adv, the targets and the cost metrics measured by the bridge."""
-    from bridge.adapter import get_adapter
+    from bridge.attacks.adapter import get_adapter
 
     spec, model = cell.spec, victim.model
     seed_everything(spec.seed)
@@ -184,7 +184,7 @@ class Measured:
 
 def evaluate(cell: Cell, victim: Victim, keep: bool = False) -> Measured:
     """Attack, then judge every sample with the model's own outputs (no MLflow: the runner records it)."""
-    from bridge.metrics import evaluate_cell
+    from bridge.studies.evasion.metrics import evaluate_cell
 
     spec, model = cell.spec, victim.model
     x_adv, targets, cost = attack_cell(cell, victim)
@@ -359,7 +359,7 @@ class Runner:
         """Clean vs worst-case robust accuracy, one point per (model, defence): table and plot on the parent."""
         import mlflow
 
-        from bridge import plots
+        from bridge.report import plots
 
         mlflow.log_text(tradeoff.to_csv(index=False), "tradeoff.csv")
         if len(tradeoff):
@@ -369,7 +369,7 @@ class Runner:
         """ART's model-level metrics per (model, defence): parent metrics, a table and CLEVER's per-sample scores."""
         import mlflow
 
-        from bridge.robustness import compute_model_metrics
+        from bridge.studies.evasion.model_metrics import compute_model_metrics
 
         cfg = self.plan.scenario.robustness
         if "seed" not in cfg.model_fields_set:
@@ -392,7 +392,7 @@ class Runner:
         """A detector per (model, defence), trained on one toolkit's examples and evaluated on every toolkit's."""
         import mlflow
 
-        from bridge.robustness import DetectorConfig, detector_study_on
+        from bridge.defences.detector import DetectorConfig, detector_study_on
 
         spec = self.plan.scenario.detector
         cfg = DetectorConfig.model_validate(spec.model_dump(include=set(DetectorConfig.model_fields)))
@@ -423,8 +423,8 @@ class Runner:
         """Measure one cell and record it as a child run; a toolkit error becomes a FAILED child run."""
         import mlflow
 
-        from bridge import plots
-        from bridge.adapter import Unsupported
+        from bridge.attacks.adapter import Unsupported
+        from bridge.report import plots
 
         spec = cell.spec
         if cell.unsupported:
@@ -494,7 +494,7 @@ class Runner:
         """Per-sample worst cases, toolkit agreement and security curves, as tables and plots on the parent."""
         import mlflow
 
-        from bridge import plots
+        from bridge.report import plots
 
         if len(consensus):
             mlflow.log_text(consensus.to_csv(index=False), "consensus/worst_case_per_attack.csv")
@@ -530,8 +530,8 @@ class Runner:
     def _log_comparison(self, table: pd.DataFrame) -> None:
         import mlflow
 
-        from bridge import plots
-        from bridge.report import summary_markdown
+        from bridge.report import plots
+        from bridge.report.summary import summary_markdown
 
         counts = table["status"].str.extract(r"^(ok|failed|unsupported)")[0].value_counts()
         mlflow.log_metrics({f"cells_{k}": float(counts.get(k, 0)) for k in ("ok", "failed", "unsupported")})
@@ -555,7 +555,7 @@ def transfer_outcomes(outcomes: list[Outcome], victims: list[Victim]) -> list[Ou
     """Non-adaptive evaluation: every example made on an undefended model, judged by each of its preprocessing-
     defended versions (the same samples). The rows say `evaluation: transfer`; their cost columns stay empty,
     since no attack ran on the defended model."""
-    from bridge.metrics import evaluate_cell
+    from bridge.studies.evasion.metrics import evaluate_cell
 
     by_name = {v.model.name: v for v in victims}
     made = [o for o in outcomes if o.ok and o.x_adv is not None and by_name[o.row["model"]].defence == NONE]
@@ -604,7 +604,7 @@ def tradeoff_table(outcomes: list[Outcome], victims: list[Victim]) -> pd.DataFra
 
 def keep_x_adv(spec: Any) -> bool:
     """Adversarial examples are kept in memory only where a check compares them across toolkits."""
-    from bridge.checks import DETERMINISTIC_PARITY
+    from bridge.studies.evasion.checks import DETERMINISTIC_PARITY
 
     return (spec.attack, spec.norm) in DETERMINISTIC_PARITY and not spec.random_start
 

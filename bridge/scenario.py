@@ -17,12 +17,14 @@ from typing import Annotated, Any, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from bridge.catalogue import ATTACK_NAMES, CATALOGUE, ITERATIVE
-from bridge.data import DataConfig, DatasetError, missing
-from bridge.defence_grid import NONE, TrainingDefence, check_entries, parse_entry
-from bridge.models import ModelConfig
-from bridge.robustness import DetectorConfig, ModelMetricsConfig
-from bridge.spec import TOOLKITS, AttackSpec, Budget, SpecError, Tuning, resolve_attack
+from bridge.attacks.catalogue import ATTACK_NAMES, CATALOGUE, ITERATIVE
+from bridge.attacks.spec import TOOLKITS, AttackSpec, Budget, SpecError, Tuning, resolve_attack
+from bridge.data.config import DataConfig, DatasetError
+from bridge.data.files import missing
+from bridge.defences.detector import DetectorConfig
+from bridge.defences.grid import NONE, TrainingDefence, check_entries, parse_entry
+from bridge.models.config import ModelConfig
+from bridge.studies.evasion.model_metrics import ModelMetricsConfig
 
 
 class ScenarioError(ValueError):
@@ -240,7 +242,7 @@ def expand(scenario: Scenario, width: float = 1.0) -> list[tuple[int, str, Attac
 
 def plan_scenario(scenario: Scenario, n_classes: int) -> list[Cell]:
     """Translate every cell through its adapter; refuse entries no listed toolkit can run."""
-    from bridge.adapter import Unsupported, get_adapter
+    from bridge.attacks.adapter import Unsupported, get_adapter
 
     cells: list[Cell] = []
     for i, toolkit, spec, origin in expand(scenario):
@@ -281,7 +283,7 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Plan:
 
 def _require_frameworks(scenario: Scenario) -> None:
     """A Keras model needs TensorFlow (an optional extra): say so in one line before anything runs."""
-    from bridge.keras_model import TensorFlowMissing, require_tensorflow
+    from bridge.models.keras import TensorFlowMissing, require_tensorflow
 
     for i, cfg in enumerate(scenario.model_list):
         if cfg.framework == "keras":
@@ -309,7 +311,7 @@ def _check_training_attacks(scenario: Scenario, n_classes: int) -> None:
 
 def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", path: str = "<scenario dict>") -> Plan:
     """Validate and plan a scenario given as a mapping (what the YAML file holds)."""
-    from bridge.data import n_classes
+    from bridge.data.dataset import n_classes
 
     if not isinstance(raw, dict):
         raise ScenarioError(f"{path}: (top level): expected a mapping of scenario keys")

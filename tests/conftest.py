@@ -5,9 +5,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bridge.data import load_split, select
-from bridge.models import ModelConfig, build_model
-from bridge.shared_model import SharedModel
+from bridge.data.dataset import load_split, select
+from bridge.models.build import build_model
+from bridge.models.config import ModelConfig
+from bridge.models.shared import SharedModel
 
 TRAINING = {"epochs": 20, "lr": 1e-3, "batch_size": 64, "seed": 0}
 

@@ -13,11 +13,11 @@ import torch
 
 from adapters import art_adapter
 from adapters.art_adapter import ADAPTER, MultiTargeted
-from bridge.adapter import Unsupported
-from bridge.metrics import perturbation_norms, within
+from bridge.attacks.adapter import Unsupported
+from bridge.attacks.spec import resolve_attack
+from bridge.models.shared import SharedModel
 from bridge.runner import seed_everything
-from bridge.shared_model import SharedModel
-from bridge.spec import resolve_attack
+from bridge.studies.evasion.metrics import perturbation_norms, within
 
 N = 16
 

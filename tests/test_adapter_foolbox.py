@@ -8,9 +8,9 @@ import pytest
 import torch
 
 from adapters.foolbox_adapter import ADAPTER
-from bridge.adapter import Unsupported
-from bridge.shared_model import SharedModel
-from bridge.spec import resolve_attack
+from bridge.attacks.adapter import Unsupported
+from bridge.attacks.spec import resolve_attack
+from bridge.models.shared import SharedModel
 
 N = 16
 EPS = {"linf": 0.3, "l2": 2.0, "l1": 10.0}

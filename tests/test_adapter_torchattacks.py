@@ -13,10 +13,10 @@ import pytest
 import torch
 
 from adapters.torchattacks_adapter import ADAPTER
-from bridge.adapter import Unsupported
-from bridge.metrics import perturbation_norms, within
-from bridge.shared_model import SharedModel
-from bridge.spec import AttackSpec, resolve_attack
+from bridge.attacks.adapter import Unsupported
+from bridge.attacks.spec import AttackSpec, resolve_attack
+from bridge.models.shared import SharedModel
+from bridge.studies.evasion.metrics import perturbation_norms, within
 
 N = 16
 # Few steps keep the file fast; the last value caps the accuracy left on the 16 samples (clean: 14 of 16).

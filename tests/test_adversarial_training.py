@@ -10,14 +10,15 @@ import torch.nn.functional as F
 from pydantic import ValidationError
 from torch import nn
 
-from bridge.adapter import get_adapter
-from bridge.adversarial_training import AdversarialStep, AdversarialTrainingConfig, trades_loss
-from bridge.data import Dataset, load_split, select
-from bridge.models import ModelConfig, cache_key
-from bridge.shared_model import SharedModel
-from bridge.spec import resolve_attack
-from bridge.training import TrainingConfig, cutmix, gaussian_noise, mixup, train
-from bridge.zoo import build
+from bridge.attacks.adapter import get_adapter
+from bridge.attacks.spec import resolve_attack
+from bridge.data.dataset import Dataset, load_split, select
+from bridge.models.adversarial_training import AdversarialStep, AdversarialTrainingConfig, trades_loss
+from bridge.models.build import cache_key
+from bridge.models.config import ModelConfig
+from bridge.models.shared import SharedModel
+from bridge.models.training import TrainingConfig, cutmix, gaussian_noise, mixup, train
+from bridge.models.zoo import build
 
 EPS = 0.1
 EPOCHS = 4

@@ -8,7 +8,8 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from bridge.analysis import (
+from bridge.attacks.spec import resolve_attack
+from bridge.studies.evasion.analysis import (
     Outcome,
     distances,
     median_distance,
@@ -17,7 +18,6 @@ from bridge.analysis import (
     worst_case_by_eps,
     worst_case_per_group,
 )
-from bridge.spec import resolve_attack
 
 
 def cell(attack: str, toolkit: str, robust: list[bool], l2: list[float], reached: list[bool], eps=None) -> Outcome:

@@ -7,7 +7,7 @@ import pytest
 from mlflow.tracking import MlflowClient
 
 from bridge import run_scenario
-from bridge.catalogue import CATALOGUE
+from bridge.attacks.catalogue import CATALOGUE
 
 pytestmark = pytest.mark.slow
 

@@ -6,13 +6,13 @@ import pytest
 import torch
 from torch import nn
 
-from bridge.adapter import get_adapter
-from bridge.analysis import Outcome
-from bridge.checks import run_checks
+from bridge.attacks.adapter import get_adapter
+from bridge.attacks.spec import resolve_attack
+from bridge.models.shared import SharedModel
 from bridge.runner import Victim, evaluate
 from bridge.scenario import Cell
-from bridge.shared_model import SharedModel
-from bridge.spec import resolve_attack
+from bridge.studies.evasion.analysis import Outcome
+from bridge.studies.evasion.checks import run_checks
 
 
 def outcomes(model: SharedModel, x: torch.Tensor, y: torch.Tensor, cells: list[dict]) -> list[Outcome]:

@@ -16,8 +16,10 @@ import torch
 from PIL import Image
 from pydantic import ValidationError
 
-from bridge import data as D
-from bridge.data import DataConfig, Dataset, DatasetError, fetch, load_split, md5sum, missing, n_classes, select
+from bridge.data import files as D
+from bridge.data.config import DATASETS, DOWNLOADABLE, DataConfig, DatasetError
+from bridge.data.dataset import Dataset, load_split, n_classes, select
+from bridge.data.files import fetch, md5sum, missing
 
 RNG = np.random.default_rng(0)
 
@@ -390,5 +392,6 @@ def test_config_rejects_impossible_combinations(fields: dict, error: str) -> Non
 
 def test_config_accepts_defaults_everywhere_and_lists_every_dataset() -> None:
     assert DataConfig(dataset="mnist", grayscale=False, download=False).download is False
-    assert list(D.DATASETS) == list(typing.get_args(DataConfig.model_fields["dataset"].annotation))
+    assert list(DATASETS) == list(typing.get_args(DataConfig.model_fields["dataset"].annotation))
+    assert set(D.REMOTE) == set(DOWNLOADABLE)
     assert list(DataConfig.model_fields)[:3] == ["dataset", "split", "n_samples"]  # the order validation messages show

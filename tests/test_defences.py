@@ -11,9 +11,9 @@ import torch
 from pydantic import TypeAdapter, ValidationError
 from torch import nn
 
-from adapters import art_adapter
-from bridge.data import Dataset, load_split
-from bridge.defences import (
+from adapters import art_services
+from bridge.data.dataset import Dataset, load_split
+from bridge.defences.preprocessing import (
     DEFENCE_KINDS,
     DefenceConfig,
     DefenceError,
@@ -25,9 +25,9 @@ from bridge.defences import (
     describe_markdown,
     parse_defence,
 )
-from bridge.shared_model import SharedModel
-from bridge.training import TrainingConfig, train
-from bridge.zoo import build
+from bridge.models.shared import SharedModel
+from bridge.models.training import TrainingConfig, train
+from bridge.models.zoo import build
 
 BOUNDS = (0.0, 1.0)
 RANDOMISED = ("gaussian_noise", "tvm")
@@ -136,8 +136,8 @@ def test_describe_lists_every_kind_with_a_real_art_class() -> None:
 @pytest.mark.parametrize("kind", DEFENCE_KINDS)
 def test_art_preprocessors_get_every_argument(kind: str) -> None:
     """art_preprocessor refuses to leave any constructor argument to ART's defaults, and predicts only."""
-    pre = art_adapter.art_preprocessor(cfg(kind), BOUNDS)
-    assert type(pre).__name__ == art_adapter.DEFENCES[kind][0]
+    pre = art_services.art_preprocessor(cfg(kind), BOUNDS)
+    assert type(pre).__name__ == art_services.DEFENCES[kind][0]
     assert pre.apply_predict and not pre.apply_fit
 
 
@@ -159,7 +159,7 @@ def test_feature_squeezing_matches_art(bit_depth: int, bounds: tuple[float, floa
     c = cfg("feature_squeezing", bit_depth=bit_depth)
     x = images(16, (3, 8, 8), scale=bounds[1])
     ours = Preprocess(c, bounds)(x)
-    art_out, _ = art_adapter.art_preprocessor(c, bounds)(x.numpy().copy())
+    art_out, _ = art_services.art_preprocessor(c, bounds)(x.numpy().copy())
     assert ours.dtype == torch.float32
     assert np.abs(ours.numpy() - art_out.astype(np.float32)).max() < 1e-6
     assert len(torch.unique(ours)) <= 2**bit_depth
@@ -171,7 +171,7 @@ def test_spatial_smoothing_matches_art(window: int) -> None:
     c = cfg("spatial_smoothing", window_size=window)
     x = images(8, (3, 8, 8))
     ours = Preprocess(c, BOUNDS)(x)
-    art_out, _ = art_adapter.art_preprocessor(c, BOUNDS)(x.numpy().copy())
+    art_out, _ = art_services.art_preprocessor(c, BOUNDS)(x.numpy().copy())
     assert np.abs(ours.numpy() - art_out).max() < 1e-6
     if window > 1:
         assert not torch.equal(ours, x)
@@ -182,7 +182,7 @@ def test_thermometer_matches_art_at_the_thresholds() -> None:
     x = images(4, (3, 6, 6))
     x[0, 0, 0, :5] = torch.tensor([0.0, 0.2, 0.4, 0.6, 1.0])  # exactly on the level boundaries
     ours = Preprocess(c, BOUNDS)(x)
-    art_out, _ = art_adapter.art_preprocessor(c, BOUNDS)(x.numpy().copy())
+    art_out, _ = art_services.art_preprocessor(c, BOUNDS)(x.numpy().copy())
     assert ours.shape == (4, 15, 6, 6)
     assert np.abs(ours.numpy() - art_out).max() == 0
 
@@ -272,7 +272,7 @@ def test_bpda_estimate_for_thermometer_is_arts_ramp() -> None:
     x[:, :, 0, 0] = 0.0  # below every level: the ramp estimate is zero there, the identity is not
     g = torch.randn(3, 20, 8, 8)
     grad = _input_grad(pre, x, g)
-    art_grad = art_adapter.art_preprocessor(c, BOUNDS).estimate_gradient(x.numpy().copy(), g.numpy().copy())
+    art_grad = art_services.art_preprocessor(c, BOUNDS).estimate_gradient(x.numpy().copy(), g.numpy().copy())
     assert np.abs(grad.numpy() - art_grad).max() < 1e-6
     identity = g.unflatten(1, (2, 10)).sum(2)
     assert not torch.allclose(grad, identity)

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bridge.adapter import get_adapter
-from bridge.docs import attacks_markdown, mapping
-from bridge.spec import resolve_attack
+from bridge.attacks.adapter import get_adapter
+from bridge.attacks.spec import resolve_attack
+from bridge.docs.attacks import attacks_markdown, mapping
 
 DOC = Path(__file__).resolve().parents[1] / "docs" / "attacks.md"
 
@@ -25,7 +25,7 @@ def test_mapping_is_found_by_perturbing_the_spec() -> None:
 
 
 def test_committed_defence_docs_match_the_generator() -> None:
-    from bridge.defence_docs import defences_markdown
+    from bridge.docs.defences import defences_markdown
 
     doc = DOC.with_name("defences.md")
     assert doc.read_text() == defences_markdown(), (

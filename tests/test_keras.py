@@ -11,13 +11,15 @@ import pandas as pd
 import pytest
 import torch
 
-from bridge.adapter import Unsupported, get_adapter
-from bridge.data import load_split, select
-from bridge.keras_model import KerasModel
-from bridge.models import ModelConfig, ModelError, build_model
+from bridge.attacks.adapter import Unsupported, get_adapter
+from bridge.attacks.spec import resolve_attack
+from bridge.data.dataset import load_split, select
+from bridge.models.build import build_model
+from bridge.models.config import ModelConfig
+from bridge.models.errors import ModelError
+from bridge.models.keras import KerasModel
 from bridge.runner import run_scenario
 from bridge.scenario import ScenarioError, load_raw
-from bridge.spec import resolve_attack
 from tests.conftest import TRAINING
 from tests.test_parity import adversarial
 
@@ -38,7 +40,7 @@ def keras_model(model_cache: str) -> KerasModel:
 @pytest.mark.parametrize("arch", ["small_cnn", "resnet18"])
 @pytest.mark.parametrize(("shape", "classes"), [((1, 8, 8), 10), ((3, 32, 32), 100)])
 def test_keras_zoo_forward_and_backward(arch: str, shape: tuple, classes: int) -> None:
-    from bridge.keras_zoo import build_keras
+    from bridge.models.keras_zoo import build_keras
 
     net = build_keras(arch, shape, classes, 0.0, {"width": 8} if arch == "resnet18" else {})
     model = KerasModel(net, shape, classes, (0.0, 1.0), "cpu", arch)

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from bridge.metrics import evaluate_cell, perturbation_norms
+from bridge.studies.evasion.metrics import evaluate_cell, perturbation_norms
 
 
 def _x() -> torch.Tensor:

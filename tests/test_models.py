@@ -12,11 +12,14 @@ import torch
 from pydantic import ValidationError
 from torch import nn
 
-from bridge.data import Dataset
-from bridge.models import ModelConfig, ModelError, Normalized, build_model
-from bridge.shared_model import SharedModel
-from bridge.training import TrainingConfig, crop_flip, train
-from bridge.zoo import build
+from bridge.data.dataset import Dataset
+from bridge.models.build import build_model
+from bridge.models.config import ModelConfig
+from bridge.models.errors import ModelError
+from bridge.models.shared import SharedModel
+from bridge.models.sources import Normalized
+from bridge.models.training import TrainingConfig, crop_flip, train
+from bridge.models.zoo import build
 
 
 def synthetic(n: int = 64, shape: tuple[int, ...] = (1, 8, 8), seed: int = 0) -> Dataset:

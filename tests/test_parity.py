@@ -11,10 +11,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bridge.adapter import get_adapter
+from bridge.attacks.adapter import get_adapter
+from bridge.attacks.spec import resolve_attack
+from bridge.models.shared import SharedModel
 from bridge.runner import make_targets
-from bridge.shared_model import SharedModel
-from bridge.spec import resolve_attack
 
 TOOLKITS = ("art", "foolbox", "torchattacks")
 CASES = [

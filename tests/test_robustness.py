@@ -11,11 +11,12 @@ import torch
 import torch.nn.functional as F
 from pydantic import ValidationError
 
-from bridge import robustness as R
-from bridge.adapter import get_adapter
-from bridge.data import load_split
-from bridge.shared_model import SharedModel
-from bridge.spec import resolve_attack
+from bridge.attacks.adapter import get_adapter
+from bridge.attacks.spec import resolve_attack
+from bridge.data.dataset import load_split
+from bridge.defences import detector as Det
+from bridge.models.shared import SharedModel
+from bridge.studies.evasion import model_metrics as R
 
 # Small CLEVER settings (about 1 s per sample on one core); radius 2 in L2 is wide for 8x8 digits in [0, 1].
 CLEVER = R.CleverConfig(n_samples=4, nb_batches=20, batch_size=5, pool_factor=5, norm="l2", radius=2.0)
@@ -68,8 +69,8 @@ def test_clever_equals_art_clever_u_where_no_fit_was_redrawn(clever, digits_mode
     """Class by class with the same seeds is ART's clever_u exactly, unless a degenerate fit was redrawn."""
     from art.metrics import clever_u
 
-    art = importlib.import_module("adapters.art_adapter")
-    classifier = art.ArtAdapter.classifier(digits_model)
+    art = importlib.import_module("adapters.art_services")
+    classifier = art.classifier(digits_model)
     x = digits_batch[0]
     fit = {k: getattr(CLEVER, k) for k in ("nb_batches", "batch_size", "radius", "c_init", "pool_factor")}
     clean = clever[clever["degenerate_fits"] == 0]
@@ -225,8 +226,8 @@ def attacked(digits_model) -> tuple[torch.Tensor, dict[str, torch.Tensor], dict[
 
 def test_detector_trained_on_one_toolkit_detects_every_toolkits_examples(attacked):
     x, adv, success = attacked
-    cfg = R.DetectorConfig(train_toolkit="torchattacks", epochs=10, batch_size=64, lr=1e-3, seed=0, holdout=0.3)
-    table = R.detector_study_on(x, adv, cfg, success).set_index("toolkit")
+    cfg = Det.DetectorConfig(train_toolkit="torchattacks", epochs=10, batch_size=64, lr=1e-3, seed=0, holdout=0.3)
+    table = Det.detector_study_on(x, adv, cfg, success).set_index("toolkit")
     assert list(table.index) == ["torchattacks", "art", "foolbox"]
     assert (table["trained_on"] == "torchattacks").all()
     assert (table["n"] == 162).all() and (table["n_clean"] == 162).all()  # round(0.3 * 540) held out
@@ -241,34 +242,34 @@ def test_detector_trained_on_one_toolkit_detects_every_toolkits_examples(attacke
 
 def test_detector_study_is_deterministic(attacked):
     x, adv, _ = attacked
-    cfg = R.DetectorConfig(train_toolkit="art", epochs=2, seed=3)
+    cfg = Det.DetectorConfig(train_toolkit="art", epochs=2, seed=3)
     some = {t: a[:120] for t, a in adv.items()}
-    first = R.detector_study_on(x[:120], some, cfg)
-    pd.testing.assert_frame_equal(first, R.detector_study_on(x[:120], some, cfg))
+    first = Det.detector_study_on(x[:120], some, cfg)
+    pd.testing.assert_frame_equal(first, Det.detector_study_on(x[:120], some, cfg))
 
 
 def test_holdout_split_is_disjoint_complete_and_seeded():
-    train, held = R.holdout_split(10, 0.3, seed=1)
+    train, held = Det.holdout_split(10, 0.3, seed=1)
     assert len(held) == 3 and len(train) == 7
     assert sorted([*train, *held]) == list(range(10)) and not set(train) & set(held)
-    assert np.array_equal(held, R.holdout_split(10, 0.3, seed=1)[1])
-    assert not np.array_equal(held, R.holdout_split(10, 0.3, seed=2)[1])
-    assert [len(i) for i in R.holdout_split(2, 0.01, seed=0)] == [1, 1]
+    assert np.array_equal(held, Det.holdout_split(10, 0.3, seed=1)[1])
+    assert not np.array_equal(held, Det.holdout_split(10, 0.3, seed=2)[1])
+    assert [len(i) for i in Det.holdout_split(2, 0.01, seed=0)] == [1, 1]
 
 
 def test_detector_study_refuses_bad_inputs(attacked):
     x, adv, _ = attacked
     with pytest.raises(ValueError, match="train_toolkit 'foolbox'"):
-        R.detector_study_on(x, {"art": adv["art"]}, R.DetectorConfig(train_toolkit="foolbox"))
+        Det.detector_study_on(x, {"art": adv["art"]}, Det.DetectorConfig(train_toolkit="foolbox"))
     with pytest.raises(ValueError, match="shape"):
-        R.detector_study_on(x, {"art": adv["art"][:10]}, R.DetectorConfig(train_toolkit="art"))
+        Det.detector_study_on(x, {"art": adv["art"][:10]}, Det.DetectorConfig(train_toolkit="art"))
     with pytest.raises(ValidationError, match="unknown toolkit"):
-        R.DetectorConfig(train_toolkit="cleverhans")
+        Det.DetectorConfig(train_toolkit="cleverhans")
     with pytest.raises(ValidationError, match="unknown architecture"):
-        R.DetectorConfig(train_toolkit="art", arch="vgg")
+        Det.DetectorConfig(train_toolkit="art", arch="vgg")
 
 
 def test_auc_counts_ties_half():
-    assert R.auc(np.array([2.0, 3.0]), np.array([1.0, 2.0])) == pytest.approx((1.5 + 2) / 4)
-    assert R.auc(np.array([0.0]), np.array([1.0])) == 0.0
-    assert np.isnan(R.auc(np.array([]), np.array([1.0])))
+    assert Det.auc(np.array([2.0, 3.0]), np.array([1.0, 2.0])) == pytest.approx((1.5 + 2) / 4)
+    assert Det.auc(np.array([0.0]), np.array([1.0])) == 0.0
+    assert np.isnan(Det.auc(np.array([]), np.array([1.0])))

@@ -309,7 +309,7 @@ def test_a_model_logged_to_mlflow_is_a_victim(store, model_cache, tmp_path) -> N
     table = run_scenario(scenario, log=lambda _: None)
     assert table.iloc[0]["status"] == "ok" and table.iloc[0]["model"] == "linear"
     with torch.no_grad():
-        from bridge.data import load_split, select
+        from bridge.data.dataset import load_split, select
 
         data = select(load_split("digits", "test"), 8, seed=0)
         expected = (net(data.x).argmax(1) == data.y).float().mean().item()

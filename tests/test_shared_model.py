@@ -5,7 +5,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from bridge.shared_model import SharedModel, resolve_device
+from bridge.models.shared import SharedModel, resolve_device
 
 
 def _model() -> SharedModel:

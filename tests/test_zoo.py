@@ -6,7 +6,7 @@ import pytest
 import torch
 from torch import nn
 
-from bridge.zoo import ARCHITECTURES, DESCRIPTIONS, build, validate_options
+from bridge.models.zoo import ARCHITECTURES, DESCRIPTIONS, build, validate_options
 
 # small settings where the defaults would make the test slow; the defaults themselves are checked on CIFAR below
 SMALL = {"wide_resnet": {"depth": 10, "widen": 1}, "densenet": {"growth_rate": 4, "blocks": [2, 2]}}

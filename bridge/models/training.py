@@ -19,23 +19,22 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, PositiveInt, model_validator
-from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
+from pydantic import Field, PositiveInt, model_validator
+from rich.progress import MofNCompleteColumn, TextColumn
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, MultiStepLR, StepLR
 
-from bridge.adversarial_training import AdversarialStep, AdversarialTrainingConfig, seeded_numpy
-from bridge.data import Dataset
+from bridge.core.progress import progress_bar
+from bridge.core.schema import Strict
+from bridge.data.dataset import Dataset
+from bridge.models.adversarial_training import AdversarialStep, AdversarialTrainingConfig, seeded_numpy
 
 CROP_PADDING = 4
 MIN_CROP_SIZE = 16  # a 4-pixel shift is a quarter of an 8x8 digit: crop_flip would destroy it
 
 
-class TrainingConfig(BaseModel):
+class TrainingConfig(Strict):
     """How a zoo model is trained. The defaults train the digits small_cnn to ~97% in a few seconds on a CPU."""
-
-    model_config = ConfigDict(extra="forbid")
 
     optimizer: Literal["sgd", "adam", "adamw"] = "adam"
     lr: float = Field(default=1e-3, gt=0)
@@ -202,20 +201,6 @@ def _batches(order: torch.Tensor, batch_size: int) -> list[torch.Tensor]:
     return batches[:-1] if len(batches) > 1 and len(batches[-1]) == 1 else batches
 
 
-def _progress_bar(enabled: bool) -> Progress:
-    return Progress(
-        TextColumn("{task.description}"),
-        BarColumn(),
-        TextColumn("epoch {task.fields[epoch]}"),
-        TextColumn("loss {task.fields[loss]:.4f}"),
-        MofNCompleteColumn(),
-        TimeElapsedColumn(),
-        TimeRemainingColumn(),
-        console=Console(stderr=True),
-        disable=not enabled,
-    )
-
-
 def _train_with_art(
     net: nn.Module, data: Dataset, cfg: TrainingConfig, optimizer: torch.optim.Optimizer, start: float
 ) -> dict[str, Any]:
@@ -224,7 +209,7 @@ def _train_with_art(
 
     adv = cfg.adversarial
     _, translation = adv.translate(data.n_classes)
-    art = importlib.import_module("adapters.art_adapter")
+    art = importlib.import_module("adapters.art_services")
     with seeded_numpy(cfg.seed):  # ART shuffles and draws its random starts with NumPy
         art.art_adversarial_training(
             net, adv.method, translation, adv.beta, optimizer, cfg.label_smoothing, data.input_shape, data.n_classes,
@@ -264,7 +249,12 @@ def train(
     adversarial_accuracies: list[float] = []
     net.train()
     steps = cfg.epochs * len(_batches(torch.arange(len(data)), cfg.batch_size))
-    with _progress_bar(progress) as bar, seeded_numpy(cfg.seed):
+    columns = (
+        TextColumn("epoch {task.fields[epoch]}"),
+        TextColumn("loss {task.fields[loss]:.4f}"),
+        MofNCompleteColumn(),
+    )
+    with progress_bar(*columns, enabled=progress) as bar, seeded_numpy(cfg.seed):
         task = bar.add_task(description, total=steps, epoch=f"0/{cfg.epochs}", loss=float("nan"))
         for epoch in range(cfg.epochs):
             batches = _batches(torch.randperm(len(data), generator=generator), cfg.batch_size)

@@ -35,12 +35,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 from torch import nn
 
-from bridge.catalogue import NATIVE
-from bridge.shared_model import Counters, SharedModel
-from bridge.spec import AttackSpec, Budget, SpecError, Tuning, resolve_attack
+from bridge.attacks.catalogue import NATIVE
+from bridge.attacks.spec import AttackSpec, Budget, SpecError, Tuning, resolve_attack
+from bridge.core.errors import first_error
+from bridge.core.schema import Strict
+from bridge.models.shared import Counters, SharedModel
 
 FGSM_AT_STEP = 1.25  # Wong et al.'s step, in units of eps
 FGSM_AT_FIELDS = {"steps": 1, "random_start": True, "restarts": 1}  # plus step_size = FGSM_AT_STEP * eps
@@ -58,12 +60,6 @@ class _AttackFields(Tuning):
     batch_size: int | None = Field(default=None, gt=0)
 
 
-def _one_line(error: ValidationError) -> str:
-    first = error.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    return f"{where}: unknown key" if first["type"] == "extra_forbidden" else f"{where}: {first['msg']}"
-
-
 def resolve_training_attack(method: str, raw: dict[str, Any]) -> AttackSpec:
     """The attack spec a training method uses, checked: fixed-budget, untargeted, and for fgsm_at the FGSM-RS step.
 
@@ -72,7 +68,7 @@ def resolve_training_attack(method: str, raw: dict[str, Any]) -> AttackSpec:
     try:
         fields = _AttackFields.model_validate(raw).model_dump(exclude_unset=True)
     except ValidationError as exc:
-        raise ValueError(f"attack.{_one_line(exc)}") from None
+        raise ValueError(f"attack.{first_error(exc)}") from None
     if method == "fgsm_at":
         fields = _fgsm_at_fields(fields)
     try:
@@ -112,14 +108,12 @@ def _fgsm_at_fields(fields: dict[str, Any]) -> dict[str, Any]:
     return fields
 
 
-class AdversarialTrainingConfig(BaseModel):
+class AdversarialTrainingConfig(Strict):
     """`model.training.adversarial`: the method and the attack that makes its training examples.
 
     After validation `attack` holds the resolved spec (every field the attack uses, explicit), so the model cache
     key, which hashes the whole training config, changes with any of them.
     """
-
-    model_config = ConfigDict(extra="forbid")
 
     method: Literal["pgd_at", "trades", "fgsm_at"]
     # bridge: the bridge's loop (any toolkit's attack); art: ART's trainers (pgd_at: AdversarialTrainer with ratio
@@ -161,7 +155,7 @@ class AdversarialTrainingConfig(BaseModel):
 
     def translate(self, n_classes: int) -> tuple[Any, Any]:
         """(adapter, translation) for the spec, checked; a combination the toolkit lacks is a ValueError."""
-        from bridge.adapter import Unsupported, get_adapter
+        from bridge.attacks.adapter import Unsupported, get_adapter
 
         spec = self.spec()
         adapter = get_adapter(spec.toolkit)
@@ -233,7 +227,7 @@ class AdversarialStep:
         bounds: tuple[float, float],
         device: torch.device,
     ):
-        from bridge.adapter import Unsupported
+        from bridge.attacks.adapter import Unsupported
 
         self.net = net
         self.cfg = cfg

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.adapter import ADAPTER_MODULES, Entry, ToolkitAdapter, Unsupported, get_adapter
-from bridge.catalogue import CATALOGUE, NATIVE, AttackInfo
-from bridge.spec import AttackSpec, resolve_attack
+from bridge.attacks.adapter import ADAPTER_MODULES, Entry, ToolkitAdapter, Unsupported, get_adapter
+from bridge.attacks.catalogue import CATALOGUE, NATIVE, AttackInfo
+from bridge.attacks.spec import AttackSpec, resolve_attack
 
 N_CLASSES = 10
 PROBE_EPS = {"linf": 0.1, "l2": 1.0, "l1": 10.0, "l0": 1.0}

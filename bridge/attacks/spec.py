@@ -11,9 +11,10 @@ import re
 from fractions import Fraction
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, BeforeValidator, ConfigDict
+from pydantic import BeforeValidator, ConfigDict
 
-from bridge.catalogue import ATTACK_NAMES, CATALOGUE, NATIVE, TUNING_FIELDS
+from bridge.attacks.catalogue import ATTACK_NAMES, CATALOGUE, NATIVE, TUNING_FIELDS
+from bridge.core.schema import Strict
 
 TOOLKITS = ("art", "foolbox", "torchattacks")
 LOSSES = ("ce", "dlr", "margin", "logits", "probability", "decision", "ensemble")
@@ -39,10 +40,8 @@ def _number(value: Any) -> Any:
 Budget = Annotated[float, BeforeValidator(_number)]
 
 
-class Tuning(BaseModel):
+class Tuning(Strict):
     """The fields that tune an attack, shared by a scenario's attack entry and a resolved cell."""
-
-    model_config = ConfigDict(extra="forbid")
 
     steps: int | None = None
     step_size: Budget | None = None

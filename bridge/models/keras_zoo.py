@@ -18,8 +18,11 @@ from typing import Any
 
 import numpy as np
 
-from bridge.data import Dataset
-from bridge.training import TrainingConfig
+from bridge.core.errors import one_line
+from bridge.data.dataset import Dataset
+from bridge.models.errors import ModelError
+from bridge.models.keras import require_tensorflow
+from bridge.models.training import TrainingConfig
 
 KERAS_ARCHITECTURES = ("small_cnn", "resnet18")
 KERAS_ZOO_VERSION = 2  # part of the cache key: bump it when a builder changes, so cached weights are not reused
@@ -106,7 +109,6 @@ BUILDERS: dict[str, Callable[..., Any]] = {"small_cnn": _small_cnn, "resnet18": 
 
 def build_keras(arch: str, input_shape: tuple[int, ...], n_classes: int, dropout: float, options: dict) -> Any:
     """The untrained Keras `arch` for (C, H, W) inputs; options as for the PyTorch builder (resnet18: width)."""
-    from bridge.keras_model import require_tensorflow
 
     require_tensorflow()
     import keras
@@ -185,9 +187,6 @@ def train_keras(net: Any, data: Dataset, cfg: TrainingConfig, progress: bool = F
 
 def load_keras_file(path: Path) -> Any:
     """A Keras model saved with `model.save('file.keras')`; safe mode (no arbitrary code from the file)."""
-    from bridge.keras_model import require_tensorflow
-    from bridge.models import ModelError, _one_line
-
     require_tensorflow()
     import keras
 
@@ -199,7 +198,7 @@ def load_keras_file(path: Path) -> Any:
     try:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
-        raise ModelError(f"keras file {path} could not be loaded: {_one_line(e)}") from None
+        raise ModelError(f"keras file {path} could not be loaded: {one_line(e, 200)}") from None
 
 
 def save_keras(net: Any, path: Path) -> None:

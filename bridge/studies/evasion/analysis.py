@@ -13,8 +13,8 @@ import numpy as np
 import pandas as pd
 import torch
 
-from bridge.metrics import within
-from bridge.spec import AttackSpec
+from bridge.attacks.spec import AttackSpec
+from bridge.studies.evasion.metrics import within
 
 GROUP = ["model", "attack", "norm", "eps", "targeted"]
 

@@ -26,8 +26,10 @@ import importlib
 from typing import Annotated, Any, ClassVar, Literal
 
 import torch
-from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
+from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from torch import nn
+
+from bridge.core.schema import Strict
 
 GRADIENT_MODES = ("exact", "bpda", "eot")
 # Data bounds ART's JpegCompression accepts (it converts to 8-bit pixels).
@@ -38,10 +40,8 @@ class DefenceError(ValueError):
     """A defence that cannot be built as written; str() is one line."""
 
 
-class Defence(BaseModel):
+class Defence(Strict):
     """Fields common to every defence; subclasses add the defence's own parameters and its class facts."""
-
-    model_config = ConfigDict(extra="forbid")
 
     # Facts about the defence, used for validation and docs.
     exact_gradient: ClassVar[bool] = False  # has a torch implementation autograd can differentiate
@@ -116,6 +116,18 @@ class Defence(BaseModel):
     def out_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]:
         """Per-sample output shape for a per-sample input shape (C, ...): build the defended net for this."""
         return (self.out_channels(input_shape[0]), *input_shape[1:])
+
+    def changes_shape(self, input_shape: tuple[int, ...]) -> bool:
+        """Whether the net must be built for (and trained behind) this defence (thermometer: more channels)."""
+        return self.out_shape(input_shape) != tuple(input_shape)
+
+    def identity(self) -> dict[str, Any]:
+        """What the defence contributes to the identity of a model trained behind it (its name is a label)."""
+        return self.model_dump(mode="json", exclude={"name"})
+
+    def wrap(self, net: nn.Module, bounds: tuple[float, float]) -> nn.Module:
+        """`net` behind this defence (`defend`)."""
+        return defend(net, self, bounds)
 
 
 class FeatureSqueezing(Defence):
@@ -234,7 +246,7 @@ def check_defence(cfg: Defence, input_shape: tuple[int, ...], bounds: tuple[floa
 
 
 def _art() -> Any:
-    return importlib.import_module("adapters.art_adapter")
+    return importlib.import_module("adapters.art_services")
 
 
 def describe() -> list[dict[str, str]]:

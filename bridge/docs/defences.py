@@ -7,8 +7,8 @@ from typing import Any
 
 from pydantic import BaseModel
 
-from bridge.defence_grid import TRAINING_DEFENCES
-from bridge.defences import describe_markdown
+from bridge.defences.grid import TRAINING_DEFENCES
+from bridge.defences.preprocessing import describe_markdown
 
 INTRO = """# Defences
 
@@ -94,8 +94,9 @@ def _fields(model: type[BaseModel], skip: set[str] = frozenset()) -> str:
 
 
 def defences_markdown() -> str:
-    from bridge.robustness import CleverConfig, DetectorConfig, EmpiricalRobustnessConfig, ModelMetricsConfig
+    from bridge.defences.detector import DetectorConfig
     from bridge.scenario import DetectorEntry
+    from bridge.studies.evasion.model_metrics import CleverConfig, EmpiricalRobustnessConfig, ModelMetricsConfig
 
     rows = ["| kind | value | sets |", "|---|---|---|"]
     rows += [f"| {kind} | {value} | `{field}` |" for kind, (value, field) in TRAINING_DEFENCES.items()]

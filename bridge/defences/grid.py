@@ -18,18 +18,18 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import Field, ValidationError, model_validator
 
-from bridge.defences import DEFENCE_KINDS, Defence, parse_defence
-from bridge.models import ModelConfig
+from bridge.core.errors import first_error
+from bridge.core.schema import Strict
+from bridge.defences.preprocessing import DEFENCE_KINDS, Defence, parse_defence
+from bridge.models.config import ModelConfig
 
 NONE = "none"
 
 
-class TrainingDefence(BaseModel):
+class TrainingDefence(Strict):
     """A defence applied while training the model: one of TRAINING_DEFENCES with its parameters."""
-
-    model_config = ConfigDict(extra="forbid")
 
     kind: Literal[
         "adversarial_training", "label_smoothing", "gaussian_augmentation", "mixup", "cutmix", "weight_decay", "dropout"
@@ -102,14 +102,6 @@ def parse_entry(raw: Any) -> DefenceEntry:
         except ValidationError as e:
             raise ValueError(f"{raw['kind']}: {first_error(e)}") from None
     return parse_defence(raw)
-
-
-def first_error(e: ValidationError) -> str:
-    """The first error of a pydantic validation, as `key.path: message` on one line."""
-    first = e.errors()[0]
-    where = ".".join(str(p) for p in first["loc"])
-    msg = first["msg"].removeprefix("Value error, ").splitlines()[0]
-    return f"{where}: {msg}" if where else msg
 
 
 def all_kinds() -> list[str]:

@@ -18,10 +18,10 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.catalogue import NATIVE
-from bridge.keras_model import KerasModel
-from bridge.shared_model import SharedModel
-from bridge.spec import AttackSpec
+from bridge.attacks.catalogue import NATIVE
+from bridge.attacks.spec import AttackSpec
+from bridge.models.keras import KerasModel
+from bridge.models.shared import SharedModel
 
 # Toolkit name -> module in adapters/ holding `ADAPTER`; imported only when a toolkit is used.
 ADAPTER_MODULES = {

@@ -13,9 +13,9 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from bridge.analysis import Outcome
-from bridge.catalogue import ITERATIVE
-from bridge.shared_model import SharedModel
+from bridge.attacks.catalogue import ITERATIVE
+from bridge.models.shared import SharedModel
+from bridge.studies.evasion.analysis import Outcome
 
 # Attacks whose three translations are the same algorithm when no randomness is involved (tests/test_parity.py).
 DETERMINISTIC_PARITY = {("fgsm", "linf"), ("bim", "linf"), ("pgd", "linf")}

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.shared_model import Counters, Observed
+from bridge.models.shared import Counters, Observed
 
 INSTALL_HINT = "pip install 'advbridge[tf]'"
 

@@ -1,0 +1,199 @@
+"""The scenario's model built: a zoo architecture trained here (PyTorch or Keras), or a network from outside.
+
+Zoo models are trained on the train split and cached in `$ADVBRIDGE_CACHE/models` (default
+`~/.cache/advbridge/models`) under a hash of what determines their weights (`cache_key`): a second run with
+the same config loads the state dict instead of training. With `normalize`, the model is
+`Normalized(net, mean, std)`, so every toolkit feeds inputs in pixel units and eps is always in pixel units.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, Protocol
+
+import torch
+from torch import nn
+
+from bridge.core.errors import one_line
+from bridge.core.identity import digest, file_sha256
+from bridge.data.dataset import Dataset
+from bridge.models.config import ModelConfig
+from bridge.models.errors import ModelError
+from bridge.models.keras_zoo import KERAS_ZOO_VERSION
+from bridge.models.sources import (
+    Normalized,
+    call_factory,
+    check_outputs,
+    load_checkpoint,
+    load_mlflow,
+    load_torchscript,
+)
+from bridge.models.training import train
+from bridge.models.zoo import build
+
+
+class Front(Protocol):
+    """A layer a zoo network is trained behind because it changes the inputs (thermometer encoding does)."""
+
+    kind: str
+
+    def out_shape(self, input_shape: tuple[int, ...]) -> tuple[int, ...]: ...
+
+    def identity(self) -> dict[str, Any]: ...
+
+    def wrap(self, net: nn.Module, bounds: tuple[float, float]) -> nn.Module: ...
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get("ADVBRIDGE_CACHE", Path.home() / ".cache" / "advbridge")) / "models"
+
+
+def cache_key(cfg: ModelConfig, data: Dataset, front: Front | None = None) -> str:
+    """What determines a zoo model's trained weights: architecture, options, dropout, normalisation, the whole
+    training config, the training data's fingerprint (not the name, which is only a label) and a layer the
+    model is trained behind."""
+    model = cfg.model_dump(mode="json", include={"arch", "options", "dropout", "normalize", "training"})
+    if cfg.framework != "torch":  # keys of PyTorch models stay as they were before Keras models existed
+        model["framework"] = cfg.framework
+        model["zoo_version"] = KERAS_ZOO_VERSION
+    if front is not None:
+        model["defence"] = front.identity()
+    return digest({**model, "data": data.fingerprint})
+
+
+def build_model(
+    cfg: ModelConfig,
+    train_data: Dataset,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    device: torch.device | str = "cpu",
+    front: Front | None = None,
+    train_missing: bool = True,
+) -> tuple[nn.Module, dict[str, Any]]:
+    """The scenario's model on `device`, in eval mode, with its record for tracking.
+
+    A zoo model without a checkpoint is trained on `train_data` (on `device`) or loaded from the cache; with
+    `train_missing=False` (a worker building a model its driver trained) a model missing from the cache is an
+    error, never trained again. With a `front` (a defence that changes the input, e.g. thermometer encoding), the
+    network is built for the front's output and trained behind it, and the model returned is the wrapped one.
+    The record holds config, hash, checkpoint (the weights file used, None for a factory without one),
+    sha256 (of that file), trained, and after training loss_curve, train_accuracy_curve and train_time_s.
+    """
+    if cfg.framework == "keras":
+        return build_keras_model(cfg, train_data, progress, log, train_missing)
+    device = torch.device(device)
+    torch.manual_seed(cfg.training.seed)  # initialisation (and dropout during training) is reproducible
+    if cfg.torchscript is not None:
+        net: nn.Module = load_torchscript(cfg.torchscript)
+    elif cfg.mlflow is not None:
+        net = load_mlflow(cfg.mlflow)
+    elif cfg.factory is not None:
+        net = call_factory(cfg.factory, cfg.factory_kwargs)
+    else:
+        shape = train_data.input_shape if front is None else front.out_shape(train_data.input_shape)
+        net = build(cfg.arch, shape, train_data.n_classes, cfg.dropout, cfg.options)
+    if cfg.checkpoint is not None:
+        load_checkpoint(net, cfg.checkpoint)
+    model = net
+    if front is not None:
+        if not cfg.trained_here or cfg.normalize is not None:
+            raise ModelError(
+                f"{front.kind} changes the inputs: the model must be a zoo arch trained here, without normalize"
+            )
+        model = front.wrap(net, train_data.bounds)
+    if cfg.normalize is not None:
+        channels = train_data.input_shape[0]
+        if len(cfg.normalize.mean) != channels:
+            raise ModelError(f"normalize has {len(cfg.normalize.mean)} channel(s) but the inputs have {channels}")
+        model = Normalized(net, cfg.normalize.mean, cfg.normalize.std)
+    model.to(device).eval()
+    check_outputs(model, train_data, device)
+    record: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "trained": False}
+    weights = cfg.torchscript or cfg.checkpoint
+    if cfg.trained_here:
+        key = cache_key(cfg, train_data, front)
+        weights = cache_dir() / f"{cfg.arch}-{key}.pt"
+        record.update(hash=key, data=train_data.fingerprint)
+        if weights.exists():
+            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
+        else:
+            _refuse_training(cfg, weights, train_missing)
+            data_text = f"{train_data.name} [{train_data.fingerprint}]"
+            log(f"training {cfg.name} on {data_text} ({cfg.training.epochs} epochs); cached as {weights.name}")
+            record.update(trained=True, **train(model, train_data, cfg.training, progress, f"training {cfg.name}"))
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            tmp = weights.with_suffix(f".{os.getpid()}.tmp")
+            torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
+            tmp.replace(weights)
+    sha = file_sha256(weights) if weights is not None else None
+    record.update(checkpoint=None if weights is None else str(weights), sha256=sha)
+    record.setdefault("hash", _outside_identity(cfg, sha))
+    return model, record
+
+
+def build_keras_model(
+    cfg: ModelConfig,
+    train_data: Dataset,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    train_missing: bool = True,
+) -> tuple[Any, dict[str, Any]]:
+    """The Keras model of `cfg` (trained or loaded from the cache, or read from its .keras file) and its record,
+    as `build_model` gives for PyTorch; normalisation is applied by `KerasModel`, not folded in here."""
+    from bridge.models.keras_zoo import build_keras, load_keras_file, nhwc, save_keras, train_keras
+
+    record: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "trained": False}
+    if cfg.keras is not None:
+        net, weights = load_keras_file(cfg.keras), cfg.keras
+    else:
+        key = cache_key(cfg, train_data)
+        weights = cache_dir() / f"{cfg.arch}-keras-{key}.keras"
+        record.update(hash=key, data=train_data.fingerprint)
+        if weights.exists():
+            net = load_keras_file(weights)
+        else:
+            _refuse_training(cfg, weights, train_missing)
+            cfg.training.check_input(train_data.input_shape)
+            net = build_keras(cfg.arch, train_data.input_shape, train_data.n_classes, cfg.dropout, cfg.options)
+            data_text = f"{train_data.name} [{train_data.fingerprint}]"
+            log(f"training {cfg.name} (Keras) on {data_text} ({cfg.training.epochs} epochs); cached as {weights.name}")
+            record.update(trained=True, **train_keras(net, train_data, cfg.training, progress))
+            weights.parent.mkdir(parents=True, exist_ok=True)
+            save_keras(net, weights)
+    x = nhwc(train_data.x[:2])
+    try:
+        out = tuple(net(x, training=False).shape)
+    except Exception as e:
+        raise ModelError(f"the keras model fails on NHWC inputs of shape {x.shape}: {one_line(e, 200)}") from None
+    if out != (2, train_data.n_classes):
+        raise ModelError(
+            f"the keras model returns {out} for inputs of shape {x.shape}; expected logits (2, {train_data.n_classes})"
+        )
+    sha = file_sha256(weights)
+    record.update(checkpoint=str(weights), sha256=sha)
+    record.setdefault("hash", _outside_identity(cfg, sha))
+    return net, record
+
+
+def model_identity(cfg: ModelConfig, train_data: Dataset, front: Front | None = None) -> str:
+    """The `hash` of the model's record, known without building it: the cache key of a zoo model trained here,
+    else its config with the sha256 of the file its weights come from (none for a factory without checkpoint)."""
+    if cfg.trained_here:
+        return cache_key(cfg, train_data, front)
+    path = cfg.torchscript or cfg.checkpoint or cfg.keras
+    return _outside_identity(cfg, file_sha256(path) if path is not None and path.is_file() else None)
+
+
+def _outside_identity(cfg: ModelConfig, sha: str | None) -> str:
+    return digest({"model": cfg.model_dump(mode="json", exclude={"name"}), "sha256": sha})
+
+
+def _refuse_training(cfg: ModelConfig, weights: Path, train_missing: bool) -> None:
+    """A worker never trains: the driver trains every model before any cell is scheduled."""
+    if not train_missing:
+        raise ModelError(
+            f"model {cfg.name} is not in the model cache ({weights}); the driver trains it before cells run: "
+            "a worker on another machine needs the same ADVBRIDGE_CACHE"
+        )

@@ -1,0 +1,1 @@
+"""Reporting: the cross-toolkit summary and the figures."""
