@@ -9,14 +9,14 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from bridge.runner import run_scenario
+    from bridge.runner.study import run_scenario
 
 __all__ = ["run_scenario"]
 
 
 def __getattr__(name: str) -> Any:
     if name == "run_scenario":
-        from bridge.runner import run_scenario
+        from bridge.runner.study import run_scenario
 
         return run_scenario
     raise AttributeError(f"module 'bridge' has no attribute {name!r}")

@@ -16,7 +16,7 @@ from adapters.art_adapter import ADAPTER, MultiTargeted
 from bridge.attacks.adapter import Unsupported
 from bridge.attacks.spec import resolve_attack
 from bridge.models.shared import SharedModel
-from bridge.runner import seed_everything
+from bridge.studies.evasion.cell import seed_everything
 from bridge.studies.evasion.metrics import perturbation_norms, within
 
 N = 16

@@ -9,27 +9,30 @@ from torch import nn
 from bridge.attacks.adapter import get_adapter
 from bridge.attacks.spec import resolve_attack
 from bridge.models.shared import SharedModel
-from bridge.runner import Victim, evaluate
-from bridge.scenario import Cell
 from bridge.studies.evasion.analysis import Outcome
-from bridge.studies.evasion.checks import run_checks
+from bridge.studies.evasion.cell import measure
+from bridge.studies.evasion.checks import model_checks, run_checks
 
 
 def outcomes(model: SharedModel, x: torch.Tensor, y: torch.Tensor, cells: list[dict]) -> list[Outcome]:
-    """Run cells through the runner's own measurement path (no MLflow)."""
-    victim = Victim(model, x, y, model.predict(x), {}, "digits")
+    """Run cells through the study's own measurement path (no MLflow)."""
+    clean = model.predict(x)
     out = []
     for fields in cells:
         spec = resolve_attack({"batch_size": 64, **fields})
         adapter = get_adapter(spec.toolkit)
         translation = adapter.translate(spec, model.n_classes)
         adapter.check(translation)
-        out.append(evaluate(Cell(0, spec, translation), victim).outcome)
+        m = measure(spec, translation, model, x, y, clean)
+        row = {"model": model.name, "toolkit": spec.toolkit, "status": "ok", **m.metrics}
+        out.append(Outcome(spec, row, m.per_sample, m.x_adv))
     return out
 
 
 def checks(model, x, y, cells) -> dict[str, str]:
-    table = run_checks(outcomes(model, x, y, cells), model, x, y, model.predict(x).argmax(1))
+    probes = model_checks(model, x, y, model.predict(x).argmax(1))
+    lo, hi = model.bounds
+    table = run_checks(outcomes(model, x, y, cells), probes, model.n_classes, hi - lo)
     return dict(zip(table["name"], table["status"], strict=True))
 
 

@@ -88,7 +88,9 @@ def test_run_prints_the_comparison_and_records_it(tmp_path) -> None:
     assert "advbridge ui" in out.stdout and "#/experiments/" in out.stdout
     client = MlflowClient(f"sqlite:///{db}")
     runs = client.search_runs([client.get_experiment_by_name("cli-tiny").experiment_id])
-    assert len(runs) == 1 + 2 * 3 + 2
+    kinds = [r.data.tags.get("advbridge.kind") for r in runs]
+    assert len(runs) == 1 + 2 * 3 + 2 + 1  # the parent, the cells that ran, the victim's probe
+    assert kinds.count("evasion.attack") == 2 * 3 + 2 and kinds.count("evasion.victim") == 1
     assert all(r.info.status == "FINISHED" for r in runs)
     assert {r.data.params.get("n_samples") for r in runs} >= {"10"}
 

@@ -9,8 +9,8 @@ import mlflow
 import pandas as pd
 import pytest
 
-from bridge.runner import run_scenario
-from bridge.scenario import ScenarioError, load_raw
+from bridge.runner.study import run_scenario
+from bridge.scenario.load import ScenarioError, load_raw
 from tests.conftest import TRAINING
 
 ATTACKS = [

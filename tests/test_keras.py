@@ -18,8 +18,8 @@ from bridge.models.build import build_model
 from bridge.models.config import ModelConfig
 from bridge.models.errors import ModelError
 from bridge.models.keras import KerasModel
-from bridge.runner import run_scenario
-from bridge.scenario import ScenarioError, load_raw
+from bridge.runner.study import run_scenario
+from bridge.scenario.load import ScenarioError, load_raw
 from tests.conftest import TRAINING
 from tests.test_parity import adversarial
 

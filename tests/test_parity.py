@@ -14,7 +14,7 @@ import torch
 from bridge.attacks.adapter import get_adapter
 from bridge.attacks.spec import resolve_attack
 from bridge.models.shared import SharedModel
-from bridge.runner import make_targets
+from bridge.studies.evasion.cell import make_targets
 
 TOOLKITS = ("art", "foolbox", "torchattacks")
 CASES = [

@@ -60,6 +60,10 @@ def test_parent_and_child_runs(e2e) -> None:
     parent = [r for r in runs if "mlflow.parentRunId" not in r.data.tags]
     children = [r for r in runs if r.data.tags.get("mlflow.parentRunId") == table.attrs["parent_run_id"]]
     assert len(parent) == 1 and parent[0].info.status == "FINISHED"
+    assert {c.data.tags["advbridge.kind"] for c in children} == {"evasion.attack", "evasion.victim"}
+    probes = [c for c in children if c.data.tags["advbridge.kind"] == "evasion.victim"]
+    assert len(probes) == 1 and probes[0].data.metrics["clean_accuracy"] == table["clean_accuracy"].iloc[0]
+    children = [c for c in children if c.data.tags["advbridge.kind"] == "evasion.attack"]
     assert len(children) == 6 + 1 + 1  # fgsm 2x3, bim l2 in foolbox, the failing art pgd
     names = {c.info.run_name for c in children}
     assert "fgsm-linf eps=0.1 | foolbox" in names and "bim-l2 eps=1 | foolbox" in names
@@ -259,7 +263,7 @@ def test_several_models_side_by_side(store, model_cache) -> None:
 
 
 def test_missing_data_is_named_before_anything_runs(store, tmp_path) -> None:
-    from bridge.scenario import ScenarioError
+    from bridge.scenario.load import ScenarioError
 
     scenario = {
         "name": "no-cifar",

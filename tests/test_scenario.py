@@ -7,7 +7,7 @@ import re
 import pytest
 from conftest import write_scenario
 
-from bridge.scenario import ScenarioError, load, load_raw
+from bridge.scenario.load import ScenarioError, load, load_raw
 
 GOOD = """
 name: tiny
@@ -52,7 +52,8 @@ def test_python_dict_is_validated_like_a_file() -> None:
 BAD = [
     (
         "nme: x\nattacks: []",
-        r"nme: unknown key; allowed: name, seed, device, precision, batch_size, data, model, models, attacks",
+        r"nme: unknown key; allowed: name, seed, device, precision, batch_size, data, model, models, tracking, "
+        r"defences, executor, ray, attacks, checks",
     ),
     (
         "name: x\nattacks:\n  - {attack: pgd, norm: linf, eps: 0.1, stpes: 3}",

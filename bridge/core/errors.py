@@ -8,6 +8,10 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
+class ScenarioError(ValueError):
+    """A scenario that cannot run; str() is the one-line message shown to the user (exit code 2, nothing written)."""
+
+
 def one_line(error: BaseException, limit: int = 500) -> str:
     """`Type: first line of the message` (whitespace collapsed), cut to `limit` characters."""
     lines = [line for line in str(error).splitlines() if line.strip()]

@@ -95,7 +95,7 @@ def _fields(model: type[BaseModel], skip: set[str] = frozenset()) -> str:
 
 def defences_markdown() -> str:
     from bridge.defences.detector import DetectorConfig
-    from bridge.scenario import DetectorEntry
+    from bridge.studies.evasion.config import DetectorEntry
     from bridge.studies.evasion.model_metrics import CleverConfig, EmpiricalRobustnessConfig, ModelMetricsConfig
 
     rows = ["| kind | value | sets |", "|---|---|---|"]

@@ -123,3 +123,13 @@ def tradeoff(table: pd.DataFrame) -> Figure:
         ax.legend(fontsize=7)
     fig.tight_layout()
     return fig
+
+
+def png(fig: Figure) -> bytes:
+    """The figure as PNG bytes (what MLflow stores), closed afterwards."""
+    import io
+
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png")
+    plt.close(fig)
+    return buffer.getvalue()

@@ -209,31 +209,34 @@ def deterministic_outputs(model: SharedModel, x: torch.Tensor) -> Check:
     return check
 
 
+def model_checks(model: SharedModel, x: torch.Tensor, y: torch.Tensor, clean_pred: torch.Tensor) -> list[Check]:
+    """The checks that query the model itself (the study's `victim` task computes them where the model is)."""
+    return [gradients_available(model, x, y, clean_pred), deterministic_outputs(model, x)]
+
+
 def run_checks(
     outcomes: list[Outcome],
-    model: SharedModel,
-    x: torch.Tensor,
-    y: torch.Tensor,
-    clean_pred: torch.Tensor,
+    probes: list[Check],
+    n_classes: int,
+    width: float,
     transferred: list[Outcome] = (),
 ) -> pd.DataFrame:
-    """Every check, as a table: check, question, status, cells, detail. `transferred`: this model's transfer rows."""
+    """Every check on one model, as a table: check, question, status, cells, detail. `probes`: its `model_checks`;
+    `width`: the input range; `transferred`: its transfer rows."""
     ok = [o for o in outcomes if o.ok]
     tol = _tol(ok)
-    lo, hi = model.bounds
-    checks: list[Callable[[], Check]] = [
-        lambda: monotone_in_eps(ok, tol),
-        lambda: iterative_beats_fgsm(ok, tol),
-        lambda: more_steps_not_weaker(ok, tol),
-        lambda: blackbox_not_stronger(ok, tol),
-        lambda: direct_beats_transfer(ok, list(transferred), tol),
-        lambda: gradients_available(model, x, y, clean_pred),
-        lambda: deterministic_outputs(model, x),
-        lambda: large_eps_reaches_chance(ok, tol, model.n_classes, hi - lo),
-        lambda: no_budget_violations(ok),
-        lambda: deterministic_agree(ok),
+    checks = [
+        monotone_in_eps(ok, tol),
+        iterative_beats_fgsm(ok, tol),
+        more_steps_not_weaker(ok, tol),
+        blackbox_not_stronger(ok, tol),
+        direct_beats_transfer(ok, list(transferred), tol),
+        *probes,
+        large_eps_reaches_chance(ok, tol, n_classes, width),
+        no_budget_violations(ok),
+        deterministic_agree(ok),
     ]
-    return pd.DataFrame([vars(make()) for make in checks])
+    return pd.DataFrame([vars(c) for c in checks])
 
 
 def summary_line(table: pd.DataFrame) -> str:

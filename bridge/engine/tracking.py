@@ -8,6 +8,7 @@ gets an `artifacts/` folder beside it; an http(s) URI uses the server's artifact
 from __future__ import annotations
 
 import os
+from contextlib import nullcontext
 from pathlib import Path
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
@@ -36,25 +37,39 @@ def artifact_root(uri: str) -> Path | None:
 
 
 def setup(uri: str, experiment: str) -> str:
-    """Point MLflow at `uri`, create the database and `experiment` if needed; returns the experiment id."""
+    """Point MLflow at `uri`, create the database and `experiment` if needed; returns the experiment id.
+
+    A new sqlite database is created (and migrated) under a file lock beside it: several processes creating it
+    at once corrupt it otherwise. A concurrent creator of the same experiment is tolerated.
+    """
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     import mlflow
+    from mlflow.exceptions import MlflowException
 
     db = sqlite_path(uri)
+    lock = nullcontext()
     if db is not None:
+        from filelock import FileLock
+
         db.parent.mkdir(parents=True, exist_ok=True)
-    mlflow.set_tracking_uri(uri)
-    found = mlflow.get_experiment_by_name(experiment)
-    if found is not None:
-        return found.experiment_id
-    root = artifact_root(uri)
-    location = None
-    if root is not None:
-        location = (root / experiment).resolve().as_uri()
-    # The tag makes the UI open on the runs table rather than the GenAI overview.
-    return mlflow.create_experiment(
-        experiment, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
-    )
+        lock = FileLock(db.with_name(db.name + ".lock"))
+    with lock:
+        mlflow.set_tracking_uri(uri)
+        found = mlflow.get_experiment_by_name(experiment)
+        if found is not None:
+            return found.experiment_id
+        root = artifact_root(uri)
+        location = None if root is None else (root / experiment).resolve().as_uri()
+        try:
+            # The tag makes the UI open on the runs table rather than the GenAI overview.
+            return mlflow.create_experiment(
+                experiment, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
+            )
+        except MlflowException:
+            found = mlflow.get_experiment_by_name(experiment)
+            if found is None:
+                raise
+            return found.experiment_id
 
 
 def ui_url(host: str, port: int, experiment_id: str | None = None) -> str:

@@ -1,0 +1,142 @@
+"""The `advbridge` command: run (and resume), aggregate, validate, list, ui. Heavy imports happen inside commands."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from bridge.cli.listing import cmd_list
+from bridge.cli.output import UI_HOST, UI_PORT
+
+
+def _parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(
+        prog="advbridge",
+        description="Run adversarial-robustness studies across ART, Foolbox and torchattacks, tracked in MLflow.",
+    )
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sets = {"action": "append", "default": [], "metavar": "KEY.PATH=VALUE", "help": "override a scenario value"}
+    uri = {"help": "tracking URI (default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db)"}
+
+    run = sub.add_parser("run", help="run a scenario file and record it in MLflow")
+    run.add_argument("scenario")
+    run.add_argument("--set", dest="overrides", **sets)
+    run.add_argument("--no-progress", action="store_true", help="no progress bar")
+    run.add_argument(
+        "--resume", nargs="?", const=True, default=None, metavar="RUN_ID",
+        help="continue the latest unfinished study of this scenario (or the study RUN_ID): finished tasks are reused",
+    )  # fmt: skip
+    run.add_argument("--executor", choices=["local", "ray"], help="where tasks run (default: the scenario's, local)")
+    run.add_argument("--ray-address", metavar="ADDR", help="a Ray cluster (default: $RAY_ADDRESS, else a local one)")
+
+    agg = sub.add_parser("aggregate", help="recompute a study's tables, plots and checks from the store alone")
+    agg.add_argument("run_id", metavar="RUN_ID", help="the study's parent run")
+    agg.add_argument("--uri", **uri)
+
+    val = sub.add_parser("validate", help="check a scenario file without running it")
+    val.add_argument("scenario")
+    val.add_argument("--set", dest="overrides", **sets)
+
+    lst = sub.add_parser("list", help="list what advbridge offers")
+    lst.add_argument("what", choices=["attacks", "models", "datasets", "defences"])
+    lst.add_argument(
+        "--format", choices=["text", "markdown"], default="text", help="markdown: docs/attacks.md, docs/defences.md"
+    )
+
+    ui = sub.add_parser("ui", help="the MLflow UI on 127.0.0.1 against advbridge's store")
+    ui.add_argument("--port", type=int, default=UI_PORT)
+    ui.add_argument("--uri", **uri)
+    return p
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from bridge.attacks.adapter import get_adapter
+    from bridge.scenario.load import load
+
+    plan = load(args.scenario, args.overrides)
+    unsupported = [c for c in plan.cells if c.unsupported]
+    n_models = len(plan.scenario.model_list)
+    models = f" x {n_models} models" if n_models > 1 else ""
+    n_defences = len(plan.scenario.defences)
+    defences = f" x {n_defences} defences" if n_defences > 1 else ""
+    print(f"{args.scenario}: valid, {len(plan.cells)} cells{models}{defences} ({len(unsupported)} unsupported)")
+    if plan.data_missing:
+        print(f"  note: the data is not here yet, so `run` will stop: {plan.data_missing}")
+    for cfg in plan.scenario.model_list:
+        refused = [
+            c for c in plan.cells if not c.unsupported and cfg.framework not in get_adapter(c.spec.toolkit).frameworks
+        ]
+        for toolkit in sorted({c.spec.toolkit for c in refused}):
+            n = sum(c.spec.toolkit == toolkit for c in refused)
+            print(
+                f"  note: {toolkit} cannot attack {cfg.framework} models: its {n} cells on {cfg.name} are unsupported"
+            )
+    for cell in unsupported:
+        print(f"  unsupported: {cell.spec.label}: {cell.unsupported}")
+    return 0
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from bridge.cli.output import print_record, print_summary
+    from bridge.runner.study import Execution, Study
+    from bridge.scenario.load import load
+
+    plan = load(args.scenario, args.overrides)
+    execution = Execution.of(plan.scenario, args.executor, args.ray_address)
+    study = Study(plan, execution, progress=not args.no_progress, log=lambda m: print(m, file=sys.stderr))
+    table = study.run(args.resume)
+    print_summary(table, table.attrs["n_samples"])
+    print_record(table, plan.scenario.tracking.experiment or plan.scenario.name)
+    return 1 if table.attrs["failed"] else 0
+
+
+def cmd_aggregate(args: argparse.Namespace) -> int:
+    from bridge.cli.output import print_record, print_summary
+    from bridge.engine.tracking import resolve_uri
+    from bridge.runner.aggregate import reaggregate
+
+    table, experiment = reaggregate(resolve_uri(args.uri), args.run_id)
+    print_summary(table, table.attrs["n_samples"])
+    print_record(table, experiment)
+    return 0
+
+
+def ui_command(uri: str, port: int) -> list[str]:
+    """The `mlflow server` command line for advbridge's store, bound to 127.0.0.1 only."""
+    from bridge.engine.tracking import artifact_root
+
+    cmd = [sys.executable, "-m", "mlflow", "server", "--backend-store-uri", uri, "--host", UI_HOST]
+    cmd += ["--port", str(port), "--workers", "1"]
+    root = artifact_root(uri)
+    if root is not None:
+        cmd += ["--artifacts-destination", str(root)]
+    return cmd
+
+
+def cmd_ui(args: argparse.Namespace) -> int:
+    from bridge.engine.tracking import resolve_uri, ui_url
+
+    uri = resolve_uri(args.uri)
+    print(f"MLflow UI for {uri} at {ui_url(UI_HOST, args.port)} (Ctrl-C stops it)", flush=True)
+    # The job runner is only for MLflow's GenAI features; without it the server needs ~250 MB, not ~2 GB.
+    env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
+    # Become the server, so that a signal to this process stops the server and its workers too.
+    cmd = ui_command(uri, args.port)
+    os.execve(cmd[0], cmd, env)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    from bridge.core.errors import ScenarioError
+
+    commands = {"run": cmd_run, "aggregate": cmd_aggregate, "validate": cmd_validate, "list": cmd_list, "ui": cmd_ui}
+    try:
+        return commands[args.command](args)
+    except ScenarioError as exc:
+        print(f"advbridge: error: {exc}", file=sys.stderr)
+        return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main())

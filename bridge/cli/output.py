@@ -1,0 +1,49 @@
+"""What `advbridge run` and `advbridge aggregate` print: the cross-toolkit summary, every cell that did not run and
+why, the sanity checks, and where the study is recorded."""
+
+from __future__ import annotations
+
+from typing import Any
+
+UI_HOST, UI_PORT = "127.0.0.1", 5000
+
+
+def print_summary(table: Any, n_samples: int) -> None:
+    """The cross-toolkit comparison, then every cell that did not run and why."""
+    from rich.console import Console
+    from rich.table import Table
+
+    from bridge.report.summary import LEGEND, summary
+
+    pivot = summary(table)
+    out = Table(caption=LEGEND, caption_justify="left")
+    for name in pivot.columns:
+        out.add_column(str(name), no_wrap=True)
+    for values in pivot.itertuples(index=False):
+        out.add_row(*map(str, values))
+    console = Console(width=max(Console().width, 110))
+    console.print(out)
+    clean = table.dropna(subset=["clean_accuracy"]).groupby("model", sort=False)["clean_accuracy"].first()
+    if len(clean):
+        per_model = ", ".join(f"{m} {a:.3f}" for m, a in clean.items()) if len(clean) > 1 else f"{clean.iloc[0]:.3f}"
+        console.print(f"clean accuracy {per_model} on {n_samples} samples")
+    lines = dict.fromkeys(
+        f"  {r.attack}-{r.norm} | {r.toolkit}: {r.status}" for r in table.itertuples() if r.status != "ok"
+    )
+    for line in lines:  # each reason once: several eps of one attack share it
+        console.print(line, markup=False, soft_wrap=True)
+    if table.attrs.get("checks"):
+        import pandas as pd
+
+        from bridge.studies.evasion.checks import summary_line
+
+        console.print(summary_line(pd.DataFrame(table.attrs["checks"])), markup=False, soft_wrap=True)
+
+
+def print_record(table: Any, experiment: str) -> None:
+    """Where the study is: store, experiment, parent run, and the UI's address."""
+    from bridge.engine.tracking import ui_url
+
+    eid, uri, parent = table.attrs["experiment_id"], table.attrs["tracking_uri"], table.attrs["parent_run_id"]
+    print(f"\nRecorded in MLflow ({uri}): experiment '{experiment}' (id {eid}), parent run {parent}.")
+    print(f"Open it in the MLflow UI: run `advbridge ui`, then visit {ui_url(UI_HOST, UI_PORT, eid)}")

@@ -1,0 +1,69 @@
+"""Executors map tasks to results: `local` runs them in this process, `ray` (bridge.engine.ray_executor) as Ray
+tasks with GPU requests, on one machine or many. The driver submits the tasks whose inputs are ready and records
+each result as it arrives; `work` (the study kinds' dispatcher) does one task and never raises."""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections import deque
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from bridge.engine.result import Result
+from bridge.engine.task import Task
+
+Progress = Callable[[int], None]  # called with the units of work just done
+Work = Callable[[Task, dict[str, Result], Progress], Result]
+OnProgress = Callable[[str, int], None]  # (task key, units done)
+
+
+class Executor(Protocol):
+    def submit(self, task: Task, inputs: dict[str, Result]) -> None: ...
+
+    @property
+    def busy(self) -> int: ...
+
+    def next(self) -> Result: ...
+
+    def close(self) -> None: ...
+
+
+def where() -> dict[str, str]:
+    """Where a task runs: host and process (a result records it)."""
+    return {"host": socket.gethostname(), "pid": str(os.getpid())}
+
+
+class LocalExecutor:
+    """One task at a time in this process, in the order submitted; the driver's victims are reused."""
+
+    name = "local"
+
+    def __init__(self, work: Work, on_progress: OnProgress):
+        self._work, self._on_progress = work, on_progress
+        self._queue: deque[tuple[Task, dict[str, Result]]] = deque()
+
+    def submit(self, task: Task, inputs: dict[str, Result]) -> None:
+        self._queue.append((task, inputs))
+
+    @property
+    def busy(self) -> int:
+        return len(self._queue)
+
+    def next(self) -> Result:
+        task, inputs = self._queue.popleft()
+        result = self._work(task, inputs, lambda units: self._on_progress(task.key, units))
+        result.where = {**where(), "executor": self.name, **result.where}
+        return result
+
+    def close(self) -> None:
+        self._queue.clear()
+
+
+def make_executor(settings: Any, work: Work, on_progress: OnProgress, context: dict[str, Any]) -> Executor:
+    """The executor `settings.executor` names (local or ray), with the scenario's or the command line's settings."""
+    if settings.executor == "local":
+        return LocalExecutor(work, on_progress)
+    from bridge.engine.ray_executor import RayExecutor
+
+    return RayExecutor(work, on_progress, settings, context)

@@ -1,0 +1,228 @@
+"""One execution of a study, from a validated plan to a parent run that ends FINISHED (or FAILED, or KILLED).
+
+1. Recipes for every (model, defence), tasks from every study kind in the scenario, each with its key.
+2. The parent run: a new one, or (`resume`) an unfinished one whose finished tasks are reused, not recomputed.
+   Parents left RUNNING by a dead driver are ended KILLED first.
+3. The driver builds every victim a pending task needs (training zoo models once, here), then an executor runs the
+   tasks whose inputs are ready; each result is recorded as a child run the moment it arrives.
+4. Every kind aggregates from the results (reused ones as read back from the store): tables, plots, checks.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bridge.core.errors import ScenarioError
+from bridge.core.identity import digest
+from bridge.engine.executors import make_executor
+from bridge.engine.recipe import Recipe
+from bridge.engine.result import Result
+from bridge.engine.store import EXAMPLES, Store
+from bridge.engine.task import Task
+from bridge.engine.tracking import resolve_uri
+from bridge.engine.victim import Victim, forget, load_data, make_recipe, victim
+from bridge.runner import inputs, resume
+from bridge.runner.progress import StudyProgress
+from bridge.scenario.load import Plan, load, load_raw
+from bridge.studies.registry import KINDS, run_task
+
+
+@dataclass(frozen=True)
+class Execution:
+    """Where the tasks run: the scenario's `executor` and `ray` settings, overridden from the command line."""
+
+    executor: str = "local"
+    ray_address: str | None = None
+    gpus_per_cell: float | None = None
+    cpus_per_cell: float = 1.0
+
+    @classmethod
+    def of(cls, scenario: Any, executor: str | None = None, ray_address: str | None = None) -> Execution:
+        ray = scenario.ray
+        return cls(executor or scenario.executor, ray_address or ray.address, ray.gpus_per_cell, ray.cpus_per_cell)
+
+
+class Study:
+    def __init__(self, plan: Plan, execution: Execution, progress: bool = False, log: Callable[[str], None] = print):
+        self.plan, self.execution, self.progress, self.log = plan, execution, progress, log
+
+    def run(self, resume_from: bool | str | None = None) -> pd.DataFrame:
+        plan, scn = self.plan, self.plan.scenario
+        if plan.data_missing:  # before anything is written
+            raise ScenarioError(f"{plan.path}: data: {plan.data_missing}")
+        if self.execution.executor == "ray":
+            from bridge.engine.ray_executor import import_ray
+
+            import_ray()  # a missing Ray is a one-line error before anything is written
+        uri = resolve_uri(scn.tracking.uri)
+        evaluation, train = load_data(scn.data, scn.seed, self.log)
+        recipes = [make_recipe(scn, cfg, entry, evaluation, train) for cfg in scn.model_list for entry in scn.defences]
+        tasks: list[Task] = []
+        metas: dict[str, Any] = {}
+        for kind in scn.kinds:
+            mine, metas[kind.name] = kind.tasks(scn, plan.studies[kind.name], recipes, len(evaluation))
+            tasks += mine
+        identity = digest(sorted(t.key for t in tasks), 32)
+        store = Store(uri, scn.tracking.experiment or scn.name)
+        for run_id in store.reap():
+            self.log(f"study {run_id} was left RUNNING by a driver that is gone: ended as KILLED")
+        parent, changed = resume.choose(store, scn.name, resume_from, identity, tasks) if resume_from else (None, "")
+        if parent is None:
+            if resume_from:
+                self.log(f"--resume: no unfinished study of {scn.name} in {uri}; starting a new one")
+            tags = {"scenario": scn.name, "dataset": evaluation.name, "models": ", ".join(r.name for r in recipes),
+                    resume.STUDY: identity}  # fmt: skip
+            parent_id = store.create_parent(scn.name, tags)
+        else:
+            parent_id = parent.info.run_id
+            store.take_over(parent_id)
+            store.client.set_tag(parent_id, resume.STUDY, identity)
+            if changed:
+                self.log(f"resuming {parent_id}; the scenario changed since it started: {changed}")
+        from bridge.engine.owner import Heartbeat
+
+        with Heartbeat(lambda now: store.beat(parent_id, now)):
+            try:
+                table, summaries, counts = self._study(
+                    store, parent_id, parent is None, recipes, tasks, metas, len(evaluation)
+                )
+            except KeyboardInterrupt:
+                store.end(parent_id, "KILLED")
+                raise
+            except BaseException:
+                store.end(parent_id, "FAILED")
+                raise
+            ran = table[~table["status"].str.startswith("unsupported")]
+            failed = bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
+            store.end(parent_id, "FAILED" if failed else "FINISHED")
+        checks = pd.concat([s.checks for s in summaries.values()], ignore_index=True)
+        table.attrs.update(
+            tracking_uri=uri,
+            experiment_id=store.experiment_id,
+            parent_run_id=parent_id,
+            failed=failed,
+            n_samples=len(evaluation),
+            checks=checks.to_dict("records"),  # records, not a DataFrame: pandas compares attrs in concat
+            **counts,
+        )
+        return table
+
+    def _study(
+        self, store: Store, parent_id: str, new: bool, recipes: list[Recipe], tasks: list[Task], metas: dict,
+        n_samples: int,
+    ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, int]]:  # fmt: skip
+        done = {} if new else store.finished(parent_id)
+        reused = {
+            t.key: store.load(done[t.key])
+            for t in tasks
+            if t.key in done and (not t.keep or done[t.key].data.tags.get(EXAMPLES) == "stored")
+        }
+        pending = [t for t in tasks if t.key not in reused]
+        if reused:
+            self.log(f"resuming {parent_id}: {len(reused)} finished tasks reused, {len(pending)} to run")
+        store.write(parent_id, inputs.plan_record(self.plan, tasks, metas))
+        changed = store.log_params(parent_id, inputs.params(self.plan, recipes, n_samples, len(tasks)))
+        if changed and not new:
+            self.log(f"parent params kept from the first execution: {', '.join(changed)}")
+        victims = self._prepare(store, parent_id, pending)
+        fresh = self._execute(store, parent_id, pending, reused, victims)
+        results = {**reused, **fresh}
+        study_of = {t.key: t.study for t in tasks}
+        summaries = {}
+        for name, meta in metas.items():
+            mine = [results[t.key] for t in tasks if t.key in results and study_of[t.key] == name]
+            summaries[name] = KINDS[name].aggregate(mine, meta)
+            store.write(parent_id, summaries[name].record)
+        table = pd.concat([s.table for s in summaries.values()], ignore_index=True)
+        return table, summaries, {"reused": len(reused), "ran": len(fresh)}
+
+    def _prepare(self, store: Store, parent_id: str, pending: list[Task]) -> list[Victim]:
+        """Build (training where needed) every victim a pending task needs, and record each on the parent."""
+        recorded = store.get(parent_id).data.params
+        victims = []
+        for recipe in {t.recipe.key: t.recipe for t in pending}.values():
+            v = victim(recipe, train_missing=True, progress=self.progress, log=self.log)
+            victims.append(v)
+            if f"model.{recipe.name}.sha256" not in recorded:
+                store.write(parent_id, inputs.victim_record(v))
+                store.log_params(parent_id, inputs.victim_params(v))
+                inputs.log_curves(store, parent_id, v)
+        return victims
+
+    def _execute(
+        self, store: Store, parent_id: str, pending: list[Task], reused: dict[str, Result], victims: list[Victim]
+    ) -> dict[str, Result]:
+        """Run `pending` as their inputs become ready; record each result the moment it arrives."""
+        results: dict[str, Result] = {}
+        waiting = list(pending)
+        by_key = {t.key: t for t in pending}
+        context = _context(store.uri, victims)
+        if self.execution.executor != "local":
+            forget()  # the workers build their own victims; the driver's would only hold memory (and GPUs)
+        with StudyProgress(pending, self.progress) as bar:
+            executor = make_executor(self.execution, run_task, bar.advance, context)
+            try:
+                while True:
+                    for task in [t for t in waiting if all(d in results or d in reused for d in t.depends)]:
+                        waiting.remove(task)
+                        executor.submit(task, {d: results.get(d) or reused[d] for d in task.depends})
+                        bar.start(task)
+                    if not executor.busy:
+                        break
+                    result = executor.next()
+                    task = by_key[result.key]
+                    if not result.row:
+                        result.row = KINDS[task.study].row(task, result.status)
+                    if result.state != "skipped":
+                        params, tags = KINDS[task.study].child(task, result)
+                        tags["scenario"] = self.plan.scenario.name
+                        result.run_id = store.record(parent_id, task, result, params, tags)
+                    if result.state in ("failed", "unsupported"):
+                        self.log(f"{result.status.split(': ', 1)[0]}: {task.label}: {result.status.split(': ', 1)[-1]}")
+                    results[result.key] = result
+                    bar.finish(task, result)
+            finally:
+                executor.close()
+        assert not waiting, f"tasks whose inputs never came: {[t.label for t in waiting]}"
+        return results
+
+
+def _context(uri: str, victims: list[Victim]) -> dict[str, Any]:
+    """What a worker elsewhere needs from the driver: the model cache and store it uses, its import path, and the
+    cache files of the models it trained (sent to workers that lack them)."""
+    import os
+
+    from bridge.models.build import cache_dir
+
+    cache = cache_dir()
+    files = sorted({v.record["checkpoint"] for v in victims if v.record.get("checkpoint")
+                    and Path(v.record["checkpoint"]).parent == cache})  # fmt: skip
+    env = {"ADVBRIDGE_CACHE": str(cache.parent), "MLFLOW_TRACKING_URI": uri}
+    path = [p for p in os.environ.get("PYTHONPATH", "").split(os.pathsep) if p]
+    return {"env": env, "sys_path": path, "files": files}
+
+
+def run_scenario(
+    scenario: str | Path | dict[str, Any],
+    overrides: list[str] | None = None,
+    *,
+    progress: bool = False,
+    log: Callable[[str], None] = print,
+    resume: bool | str | None = None,
+    executor: str | None = None,
+    ray_address: str | None = None,
+) -> pd.DataFrame:
+    """Validate and run a scenario (a YAML path or the same structure as a dict); returns the comparison table.
+
+    `resume`: True continues the latest unfinished study of the scenario with the same plan, a run id that study.
+    `executor`: local (default) or ray (`ray_address`: a cluster; default $RAY_ADDRESS, else a local instance).
+    The table's `attrs` hold `tracking_uri`, `experiment_id`, `parent_run_id`, `failed`, `n_samples`, `checks`
+    (the sanity checks as records: `pd.DataFrame(table.attrs["checks"])`), `reused` and `ran` (task counts).
+    """
+    plan = load_raw(scenario, overrides) if isinstance(scenario, dict) else load(scenario, overrides)
+    return Study(plan, Execution.of(plan.scenario, executor, ray_address), progress, log).run(resume)

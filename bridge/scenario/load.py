@@ -1,0 +1,175 @@
+"""Reading a scenario: YAML, `--set` overrides, validation in full, and each study kind's plan.
+
+Everything is checked before anything runs: an unknown key, a wrong type, an unknown attack or toolkit,
+an impossible combination or an option the native class does not take gives one `ScenarioError` line
+naming the file, the key path and what is allowed.
+"""
+
+from __future__ import annotations
+
+import copy
+import types
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import BaseModel, ValidationError
+
+from bridge.core.errors import ScenarioError
+from bridge.data.config import DatasetError
+from bridge.data.dataset import n_classes
+from bridge.data.files import missing
+from bridge.defences.grid import TrainingDefence
+from bridge.scenario.schema import Scenario
+
+__all__ = ["Plan", "ScenarioError", "load", "load_raw"]
+
+
+@dataclass
+class Plan:
+    """A validated scenario, ready to run: the scenario and each study kind's plan."""
+
+    source: str  # the file as written ('' for a scenario built in Python)
+    path: str
+    scenario: Any  # a Scenario
+    raw: dict[str, Any]
+    studies: dict[str, Any] = field(default_factory=dict)  # kind name -> its plan
+    data_missing: str | None = None  # the data is not on this machine: `run` refuses, `validate` says so
+
+    @property
+    def cells(self) -> list[Any]:
+        """The evasion grid's cells (none when the scenario has no attacks)."""
+        return self.studies.get("evasion", [])
+
+
+def _path(loc: tuple) -> str:
+    out = ""
+    for part in loc:
+        out += f"[{part}]" if isinstance(part, int) else (f".{part}" if out else str(part))
+    return out or "(top level)"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """The keys allowed at `loc` (the parent of an unknown key), found by walking the schema."""
+    node: Any = model
+    for part in loc:
+        if isinstance(part, int):
+            continue
+        annotation = node.model_fields[part].annotation
+        for _ in range(3):  # unwrap Optional[...] and list[...]
+            args = [a for a in typing.get_args(annotation) if a is not type(None)]
+            if isinstance(annotation, type) and issubclass(annotation, BaseModel) or not args:
+                break
+            if typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
+                annotation = args[0]
+        node = annotation
+    return list(node.model_fields)
+
+
+def _pydantic_message(err: ValidationError) -> str:
+    # An unknown key is usually a misspelt one, which also makes its intended key "missing": report it first.
+    first = sorted(err.errors(), key=lambda e: e["type"] != "extra_forbidden")[0]
+    loc = tuple(p for p in first["loc"] if not (isinstance(p, str) and "[" in p))
+    if first["type"] == "extra_forbidden":
+        allowed = ", ".join(_fields_at(Scenario, loc[:-1]))
+        msg = f"{_path(loc)}: unknown key; allowed: {allowed}"
+    elif first["type"] == "missing":
+        msg = f"{_path(loc)}: required key is missing"
+    elif first["type"] == "value_error":  # the bridge's own checks: the message names what is wrong and allowed
+        text = first["msg"].removeprefix("Value error, ")
+        msg = f"{_path(loc)}: {text}" if loc else text
+    else:
+        msg = f"{_path(loc)}: {first['msg']} (got {first['input']!r})"
+    more = len(err.errors()) - 1
+    return msg + (f" (and {more} more error{'s' * (more > 1)})" if more else "")
+
+
+def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
+    """`key.path=value` assignments (YAML values; list items by index, e.g. attacks.0.steps=40)."""
+    for item in overrides:
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ScenarioError(f"--set {item}: expected key.path=value")
+        node: Any = raw
+        parts = key.split(".")
+        for i, part in enumerate(parts):
+            last = i == len(parts) - 1
+            if isinstance(node, list):
+                if not part.isdigit() or int(part) >= len(node):
+                    raise ScenarioError(f"--set {item}: '{part}' is not an index of {'.'.join(parts[:i])}")
+                part = int(part)
+            elif not isinstance(node, dict):
+                raise ScenarioError(f"--set {item}: {'.'.join(parts[:i])} is not a mapping")
+            if last:
+                node[part] = yaml.safe_load(value)
+            else:
+                node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
+    return raw
+
+
+def load(path: str | Path, overrides: list[str] | None = None) -> Plan:
+    """Read, override, validate and plan a scenario file; any problem is one ScenarioError line."""
+    path = Path(path)
+    try:
+        source = path.read_text()
+    except OSError as exc:
+        raise ScenarioError(f"{path}: cannot read the scenario file ({exc.strerror})") from None
+    try:
+        raw = yaml.safe_load(source)
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ScenarioError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    return load_raw(raw, overrides, source=source, path=str(path))
+
+
+def _require_frameworks(scenario: Any) -> None:
+    """A Keras model needs TensorFlow (an optional extra): say so in one line before anything runs."""
+    from bridge.models.keras import TensorFlowMissing, require_tensorflow
+
+    for i, cfg in enumerate(scenario.model_list):
+        if cfg.framework == "keras":
+            key = f"models[{i}]" if scenario.models is not None else "model"
+            try:
+                require_tensorflow()
+            except TensorFlowMissing as exc:
+                raise ScenarioError(f"{key}.framework: keras: {exc}") from None
+
+
+def _check_training_attacks(scenario: Any, n_classes: int) -> None:
+    """An adversarial training's attack must be one its toolkit can run: refused here, not after the data loads."""
+    for i, cfg in enumerate(scenario.model_list):
+        for j, entry in enumerate(scenario.defences):
+            model = entry.apply(cfg) if isinstance(entry, TrainingDefence) else cfg
+            adversarial = model.training.adversarial
+            if adversarial is None:
+                continue
+            key = f"defences[{j}]" if model is not cfg else (f"models[{i}]" if scenario.models else "model")
+            try:
+                adversarial.check(n_classes)
+            except ValueError as exc:
+                raise ScenarioError(f"{key}: {exc}") from None
+
+
+def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", path: str = "<scenario dict>") -> Plan:
+    """Validate and plan a scenario given as a mapping (what the YAML file holds)."""
+    if not isinstance(raw, dict):
+        raise ScenarioError(f"{path}: (top level): expected a mapping of scenario keys")
+    raw = copy.deepcopy(raw)
+    try:
+        raw = apply_overrides(raw, overrides or [])
+        scenario = Scenario.model_validate(raw)
+        absent = missing(scenario.data)
+        if absent and scenario.data.dataset in ("image_folder", "npz"):  # their class count is in the files
+            raise ScenarioError(f"data: {absent}")
+        _require_frameworks(scenario)
+        classes = n_classes(scenario.data)
+        studies = {kind.name: kind.plan(scenario, classes) for kind in scenario.kinds}
+        _check_training_attacks(scenario, classes)
+    except ValidationError as exc:
+        raise ScenarioError(f"{path}: {_pydantic_message(exc)}") from None
+    except (ScenarioError, DatasetError) as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
+    return Plan(source, path, scenario, raw, studies, absent)

@@ -1,0 +1,118 @@
+"""One attack cell measured: the toolkit's attack in batches on the shared model, then every sample judged by the
+bridge from the model's own outputs (a toolkit's success flag is never read)."""
+
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from bridge.attacks.adapter import Translation
+from bridge.attacks.spec import AttackSpec
+from bridge.models.keras import KerasModel
+from bridge.models.shared import SharedModel
+from bridge.studies.evasion.analysis import Outcome, median_distance
+from bridge.studies.evasion.metrics import evaluate_cell
+
+Progress = Callable[[int], None]
+
+
+def seed_everything(seed: int) -> None:
+    random.seed(seed)
+    np.random.seed(seed)
+    torch.manual_seed(seed)
+
+
+def make_targets(mode: str, y: torch.Tensor, clean_logits: torch.Tensor, seed: int) -> torch.Tensor | None:
+    """Target labels, the same for every toolkit: uniform over the other classes, or the least likely one."""
+    if mode == "none":
+        return None
+    if mode == "least_likely":
+        return clean_logits.argmin(1).to(y.device)
+    n_classes = clean_logits.shape[1]
+    gen = torch.Generator().manual_seed(seed)
+    shift = torch.randint(1, n_classes, (len(y),), generator=gen).to(y.device)
+    return (y + shift) % n_classes
+
+
+@dataclass
+class Measured:
+    """A cell's outcome: metrics and the per-sample table, the examples, and when the attack ran (epoch s)."""
+
+    metrics: dict[str, float]
+    per_sample: pd.DataFrame
+    x_adv: torch.Tensor
+    adv_pred: torch.Tensor
+    targets: torch.Tensor | None
+    started: float
+    ended: float
+
+
+def attack(
+    spec: AttackSpec,
+    translation: Translation,
+    model: SharedModel | KerasModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    targets: torch.Tensor | None,
+    progress: Progress | None = None,
+) -> tuple[torch.Tensor, dict[str, float], float]:
+    """Run the attack in batches of `spec.batch_size`; returns x_adv, its cost as counted by the bridge, and its
+    start time (epoch s). `progress(1)` after every batch."""
+    from bridge.attacks.adapter import get_adapter
+
+    seed_everything(spec.seed)
+    adapter = get_adapter(spec.toolkit)
+    b = spec.batch_size
+    with model.eval_mode(), model.counting() as counters:
+        started, start = time.time(), time.perf_counter()
+        run = adapter.build(translation, spec, model)
+        chunks = []
+        for i in range(0, len(y), b):
+            xb, yb = x[i : i + b], y[i : i + b]
+            with model.query_budget(xb, yb, spec.max_queries):
+                chunks.append(run(xb, yb, None if targets is None else targets[i : i + b]))
+            if progress is not None:
+                progress(1)
+        if model.device.type == "cuda":
+            torch.cuda.synchronize(model.device)
+        wall = time.perf_counter() - start
+    x_adv = torch.cat(chunks)
+    if x_adv.shape != x.shape or x_adv.dtype != torch.float32 or x_adv.device != model.device:
+        raise TypeError(f"adapter returned {tuple(x_adv.shape)} {x_adv.dtype} on {x_adv.device}")
+    n = len(y)
+    cost = {
+        "wall_time_s": wall,
+        "samples_per_s": n / wall if wall > 0 else float("inf"),
+        "queries_per_sample": counters.forward_samples / n,
+    }
+    return x_adv, {**cost, **counters.as_metrics()}, started
+
+
+def measure(
+    spec: AttackSpec,
+    translation: Translation,
+    model: SharedModel | KerasModel,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    clean_logits: torch.Tensor,
+    progress: Progress | None = None,
+) -> Measured:
+    """Attack, then judge every sample with the model's own outputs."""
+    targets = make_targets(spec.targeted, y, clean_logits, spec.seed)
+    x_adv, cost, started = attack(spec, translation, model, x, y, targets, progress)
+    ended = started + cost["wall_time_s"]
+    adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
+    result = evaluate_cell(
+        x, x_adv, y, clean_logits.argmax(1), adv_pred,
+        norm=spec.norm, eps=spec.eps, fixed_budget=spec.kind == "fixed", bounds=model.bounds, targets=targets,
+    )  # fmt: skip
+    metrics = {**result.metrics, **cost}
+    if spec.kind == "minimum":
+        metrics["median_distance"] = median_distance(Outcome(spec, {}, result.per_sample))
+    return Measured(metrics, result.per_sample, x_adv, adv_pred, targets, started, ended)

@@ -1,0 +1,68 @@
+"""The evasion study's sections of a scenario: `attacks` (the grid), `checks`, `transfer`, `robustness`, `detector`."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import BeforeValidator, Field
+
+from bridge.attacks.catalogue import ATTACK_NAMES
+from bridge.attacks.spec import TOOLKITS, Budget, Tuning
+from bridge.core.schema import Strict
+from bridge.defences.detector import DetectorConfig
+from bridge.defences.grid import NONE, TrainingDefence
+from bridge.studies.evasion.model_metrics import ModelMetricsConfig
+
+
+def _as_list(value: Any) -> Any:
+    return value if isinstance(value, list) else [value]
+
+
+class AttackEntry(Tuning):
+    """One line of the attack grid; `toolkit` and `eps` may be lists, expanded into cells."""
+
+    attack: Literal[ATTACK_NAMES]  # type: ignore[valid-type]
+    toolkit: Annotated[list[Literal[TOOLKITS]], BeforeValidator(_as_list)] = list(TOOLKITS)  # type: ignore[valid-type]
+    norm: Literal["linf", "l2", "l1", "l0"]
+    eps: Annotated[list[Budget | None], BeforeValidator(_as_list)] = [None]
+    seed: int | None = None
+
+
+class ChecksConfig(Strict):
+    """Cells some sanity checks need, added to the grid on request."""
+
+    large_eps: bool = False  # pgd-linf at eps = the whole input range, in every toolkit of the scenario
+    double_steps: bool = False  # each iterative attack again at twice its steps, at its largest eps
+
+
+class DetectorEntry(DetectorConfig):
+    """`detector:` a binary detector trained on one toolkit's examples of one attack cell of the grid (the cells
+    with this attack, norm and eps), evaluated on every toolkit's examples of those cells."""
+
+    attack: Literal[ATTACK_NAMES]  # type: ignore[valid-type]
+    norm: Literal["linf", "l2", "l1", "l0"]
+    eps: Budget
+
+
+# The scenario keys of the evasion study: name -> (annotation, default).
+FIELDS: dict[str, tuple[Any, Any]] = {
+    "attacks": (list[AttackEntry] | None, Field(default=None, min_length=1)),
+    "checks": (ChecksConfig, ChecksConfig()),
+    # also evaluate each preprocessing-defended model on the examples made on its undefended model
+    "transfer": (bool, False),
+    "robustness": (ModelMetricsConfig | None, None),  # CLEVER, empirical robustness, loss sensitivity per model
+    "detector": (DetectorEntry | None, None),
+}
+
+
+def validate(scenario: Any) -> None:
+    """Checks across keys (ValueError: one line)."""
+    defences = scenario.defences
+    if scenario.transfer and not (NONE in defences and any(d != NONE and not isinstance(d, TrainingDefence)
+                                                           for d in defences)):  # fmt: skip
+        raise ValueError("transfer evaluates preprocessing defences on examples made on the undefended model: "
+                         "defences needs none and at least one preprocessing defence")  # fmt: skip
+    detector = scenario.detector
+    toolkits = {t for entry in scenario.attacks for t in entry.toolkit if detector and entry.attack == detector.attack}
+    if detector is not None and detector.train_toolkit not in toolkits:
+        raise ValueError(f"detector: no {detector.train_toolkit} cell of {detector.attack} in attacks")

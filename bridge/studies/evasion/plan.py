@@ -1,0 +1,173 @@
+"""The evasion grid planned: every entry x toolkit x eps as a resolved spec and its translation (or why the toolkit
+cannot run it), then the tasks of a study: per victim, its probe, every cell, the transfers and the detector."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Any
+
+from bridge.attacks.adapter import Translation
+from bridge.attacks.catalogue import CATALOGUE, ITERATIVE, NATIVE
+from bridge.attacks.spec import AttackSpec, SpecError, resolve_attack
+from bridge.core.errors import ScenarioError
+from bridge.engine.recipe import NONE, Recipe
+from bridge.engine.task import Task
+from bridge.studies.evasion.checks import DETERMINISTIC_PARITY
+from bridge.studies.evasion.config import AttackEntry
+
+STUDY = "evasion"
+
+
+@dataclass
+class Cell:
+    """One grid cell: its spec, and either its translation or why the toolkit cannot run it."""
+
+    index: int  # the attack entry it came from
+    spec: AttackSpec
+    translation: Translation | None = None
+    unsupported: str | None = None
+    origin: str = "scenario"  # or the `checks` option that added it
+
+
+def _check_entries(scenario: Any, width: float) -> list[tuple[str, AttackEntry]]:
+    """The attack entries that `checks:` adds: (origin, entry)."""
+    added = []
+    if scenario.checks.large_eps:
+        toolkits = sorted({t for e in scenario.attacks for t in e.toolkit})
+        entry = AttackEntry(attack="pgd", norm="linf", eps=width, steps=20, step_size=width / 10,
+                            random_start=False, toolkit=toolkits)  # fmt: skip
+        added.append(("checks.large_eps", entry))
+    if scenario.checks.double_steps:
+        for e in scenario.attacks:
+            if e.attack in ITERATIVE:
+                steps = 2 * (e.steps or CATALOGUE[e.attack].defaults["steps"])
+                eps = max(v for v in e.eps if v is not None)
+                added.append(("checks.double_steps", e.model_copy(update={"steps": steps, "eps": [eps]})))
+    return added
+
+
+def expand(scenario: Any) -> list[tuple[int, str, AttackSpec, str]]:
+    """The grid: each entry x its toolkits x its eps values, as resolved specs, then any cells `checks:` adds
+    (checks.large_eps at the data's whole input range). Returns (entry index, toolkit, spec, origin)."""
+    lo, hi = scenario.data.bounds
+    entries = [("scenario", e) for e in scenario.attacks] + _check_entries(scenario, hi - lo)
+    cells = []
+    for i, (origin, entry) in enumerate(entries):
+        fields = entry.model_dump(exclude={"toolkit", "eps"})
+        fields["seed"] = scenario.seed if entry.seed is None else entry.seed
+        for eps in entry.eps:
+            for toolkit in entry.toolkit:
+                try:
+                    spec = resolve_attack({**fields, "toolkit": toolkit, "eps": eps, "batch_size": scenario.batch_size})
+                except SpecError as exc:
+                    raise ScenarioError(f"attacks[{i}].{exc.field}: {exc.message}") from None
+                cells.append((i, toolkit, spec, origin))
+    return cells
+
+
+def plan_cells(scenario: Any, n_classes: int) -> list[Cell]:
+    """Translate every cell through its adapter; refuse entries no listed toolkit can run."""
+    from bridge.attacks.adapter import Unsupported, get_adapter
+
+    cells: list[Cell] = []
+    for i, toolkit, spec, origin in expand(scenario):
+        adapter = get_adapter(toolkit)
+        try:
+            translation = adapter.translate(spec, n_classes)
+        except Unsupported as exc:
+            cells.append(Cell(i, spec, unsupported=str(exc), origin=origin))
+            continue
+        try:
+            adapter.check(translation)
+        except ValueError as exc:
+            raise ScenarioError(f"attacks[{i}].options: {exc}") from None
+        cells.append(Cell(i, spec, translation, origin=origin))
+    for i, entry in enumerate(scenario.attacks):
+        mine = [c for c in cells if c.index == i]
+        if all(c.unsupported for c in mine):
+            reasons = "; ".join(sorted({c.unsupported for c in mine}))
+            raise ScenarioError(f"attacks[{i}]: no listed toolkit can run {entry.attack} {entry.norm}: {reasons}")
+    return cells
+
+
+def base_row(spec: AttackSpec, native: str | None, recipe: Recipe, status: str) -> dict[str, Any]:
+    """A cell's identity columns in the comparison table."""
+    return {
+        "model": recipe.name,
+        "defence": recipe.defence_name,
+        "dataset": recipe.data["dataset"],
+        "attack": f"native:{spec.native}" if spec.attack == NATIVE else spec.attack,
+        "norm": spec.norm,
+        "eps": spec.eps,
+        "targeted": spec.targeted,
+        "evaluation": "direct",
+        "toolkit": spec.toolkit,
+        "native_class": native,
+        "status": status,
+    }
+
+
+def _detector_cell(spec: AttackSpec, detector: Any) -> bool:
+    return detector is not None and (spec.attack, spec.norm, spec.eps) == (detector.attack, detector.norm, detector.eps)
+
+
+def _parity_cell(spec: AttackSpec) -> bool:
+    """Examples the parity check compares across toolkits (deterministic attacks)."""
+    return (spec.attack, spec.norm) in DETERMINISTIC_PARITY and not spec.random_start
+
+
+def tasks(scenario: Any, cells: list[Cell], recipes: list[Recipe], n_samples: int) -> tuple[list[Task], dict]:
+    """The study's tasks and what its aggregation needs to know besides their results (`meta`, JSON).
+
+    Per victim: one `victim` task (clean accuracy, the model-level checks, ART's metrics when `robustness:` asks),
+    one `attack` task per supported cell, a `transfer` task per example set of the undefended model that a
+    preprocessing-defended version judges, and a `detector` task that depends on its attack's cells."""
+    multi = len(recipes) > 1
+    detector = scenario.detector
+    transfer_from = {r.base for r in recipes if r.preprocessing} if scenario.transfer else set()
+    robustness = scenario.robustness
+    if robustness is not None and "seed" not in robustness.model_fields_set:
+        robustness = robustness.model_copy(update={"seed": scenario.seed})
+    out: list[Task] = []
+    attacks: dict[str, list[Task]] = {}
+    rows: list[dict[str, Any]] = []  # the comparison table's direct rows in order: a task's key, or a row
+    for recipe in recipes:
+        suffix = f" | {recipe.name}" if multi else ""
+        out.append(Task(STUDY, "victim", recipe,
+                        {"robustness": None if robustness is None else robustness.model_dump(mode="json")},
+                        f"victim {recipe.name}", toolkits=("art",) if robustness is not None else ()))  # fmt: skip
+        mine = attacks[recipe.key] = []
+        for cell in cells:
+            spec = cell.spec
+            if cell.unsupported:
+                rows.append({"row": base_row(spec, None, recipe, f"unsupported: {cell.unsupported}")})
+                continue
+            source = recipe.defence == NONE and recipe.base in transfer_from
+            keep = source or _detector_cell(spec, detector) or _parity_cell(spec)
+            params = {"spec": spec.model_dump(mode="json"), "translation": cell.translation.as_dict(),
+                      "origin": cell.origin}  # fmt: skip
+            task = Task(STUDY, "attack", recipe, params, spec.label + suffix, toolkits=(spec.toolkit,),
+                        units=math.ceil(n_samples / spec.batch_size), keep=keep, payload=cell.translation)  # fmt: skip
+            mine.append(task)
+            out.append(task)
+            rows.append({"task": task.key})
+    for recipe in recipes:
+        if not recipe.preprocessing or recipe.base not in transfer_from:
+            continue
+        sources = [r for r in recipes if r.base == recipe.base and r.defence == NONE]
+        for source in sources:
+            for made in attacks[source.key]:
+                label = f"{made.label} -> {recipe.name} (transfer)"
+                out.append(Task(STUDY, "transfer", recipe, {"spec": made.params["spec"], "from": source.name}, label,
+                                depends=(made.key,)))  # fmt: skip
+    if detector is not None:
+        config = detector.model_dump(mode="json")
+        for recipe in recipes:
+            cells_of = [t for t in attacks[recipe.key] if _detector_cell(AttackSpec(**t.params["spec"]), detector)
+                        and t.params["spec"]["targeted"] == "none"]  # fmt: skip
+            label = f"detector {detector.attack}-{detector.norm} eps={detector.eps:g} | {recipe.name}"
+            out.append(Task(STUDY, "detector", recipe, {"detector": config}, label,
+                            depends=tuple(t.key for t in cells_of), toolkits=("art",)))  # fmt: skip
+    meta = {"rows": rows, "defences": len(scenario.defences), "scenario": scenario.name}
+    return out, meta
