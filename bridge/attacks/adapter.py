@@ -13,15 +13,17 @@ import inspect
 from abc import ABC, abstractmethod
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
 from bridge.attacks.catalogue import NATIVE
 from bridge.attacks.spec import AttackSpec
-from bridge.models.keras import KerasModel
-from bridge.models.shared import SharedModel
+
+if TYPE_CHECKING:  # the models are handed in; attacks/ does not depend on how they are built
+    from bridge.models.keras import KerasModel
+    from bridge.models.shared import SharedModel
 
 # Toolkit name -> module in adapters/ holding `ADAPTER`; imported only when a toolkit is used.
 ADAPTER_MODULES = {

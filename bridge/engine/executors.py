@@ -1,6 +1,7 @@
-"""Executors map tasks to results: `local` runs them in this process, `ray` (bridge.engine.ray_executor) as Ray
-tasks with GPU requests, on one machine or many. The driver submits the tasks whose inputs are ready and records
-each result as it arrives; `work` (the study kinds' dispatcher) does one task and never raises."""
+"""Executors map tasks to results: `LocalExecutor` runs them in this process, `RayExecutor`
+(bridge.engine.ray_executor) as Ray tasks with GPU requests, on one machine or many. The driver submits the tasks
+whose inputs are ready and records each result as it arrives; `work` (the study kinds' dispatcher) does one task
+and never raises."""
 
 from __future__ import annotations
 
@@ -8,7 +9,7 @@ import os
 import socket
 from collections import deque
 from collections.abc import Callable
-from typing import Any, Protocol
+from typing import Protocol
 
 from bridge.engine.result import Result
 from bridge.engine.task import Task
@@ -58,12 +59,3 @@ class LocalExecutor:
 
     def close(self) -> None:
         self._queue.clear()
-
-
-def make_executor(settings: Any, work: Work, on_progress: OnProgress, context: dict[str, Any]) -> Executor:
-    """The executor `settings.executor` names (local or ray), with the scenario's or the command line's settings."""
-    if settings.executor == "local":
-        return LocalExecutor(work, on_progress)
-    from bridge.engine.ray_executor import RayExecutor
-
-    return RayExecutor(work, on_progress, settings, context)

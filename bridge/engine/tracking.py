@@ -43,6 +43,7 @@ def setup(uri: str, experiment: str) -> str:
     at once corrupt it otherwise. A concurrent creator of the same experiment is tolerated.
     """
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
+    os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per result read back is noise
     import mlflow
     from mlflow.exceptions import MlflowException
 

@@ -19,7 +19,7 @@ import pandas as pd
 
 from bridge.core.errors import ScenarioError
 from bridge.core.identity import digest
-from bridge.engine.executors import make_executor
+from bridge.engine.executors import Executor, LocalExecutor
 from bridge.engine.recipe import Recipe
 from bridge.engine.result import Result
 from bridge.engine.store import EXAMPLES, Store
@@ -165,7 +165,7 @@ class Study:
         if self.execution.executor != "local":
             forget()  # the workers build their own victims; the driver's would only hold memory (and GPUs)
         with StudyProgress(pending, self.progress) as bar:
-            executor = make_executor(self.execution, run_task, bar.advance, context)
+            executor = self._executor(bar, context)
             try:
                 while True:
                     for task in [t for t in waiting if all(d in results or d in reused for d in t.depends)]:
@@ -190,6 +190,13 @@ class Study:
                 executor.close()
         assert not waiting, f"tasks whose inputs never came: {[t.label for t in waiting]}"
         return results
+
+    def _executor(self, bar: StudyProgress, context: dict[str, Any]) -> Executor:
+        if self.execution.executor == "local":
+            return LocalExecutor(run_task, bar.advance)
+        from bridge.engine.ray_executor import RayExecutor
+
+        return RayExecutor(run_task, bar.advance, self.execution, context)
 
 
 def _context(uri: str, victims: list[Victim]) -> dict[str, Any]:

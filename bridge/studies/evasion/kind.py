@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
+
 from bridge.attacks.spec import AttackSpec
 from bridge.engine.result import Result
 from bridge.engine.task import Task
@@ -37,7 +39,8 @@ class Evasion:
     def run(self, task: Task, inputs: dict[str, Result], progress: Progress) -> Result:
         v = victim(task.recipe)
         result = RUNNERS[task.kind](task, v, inputs, progress)
-        result.where["device"] = str(v.model.device)
+        # CPU float reductions depend on the thread count: a borderline attack can differ between thread counts
+        result.where |= {"device": str(v.model.device), "threads": str(torch.get_num_threads())}
         return result
 
     def row(self, task: Task, status: str) -> dict[str, Any]:
