@@ -16,6 +16,7 @@ import pytest
 from conftest import TRAINING, write_scenario
 from mlflow.tracking import MlflowClient
 
+from bridge.engine import tracking
 from bridge.runner.aggregate import reaggregate
 from bridge.runner.study import run_scenario
 from bridge.scenario.load import ScenarioError
@@ -63,7 +64,7 @@ def test_a_study_killed_halfway_resumes_to_the_numbers_of_an_uninterrupted_run(t
         if not (tmp_path / "store" / "mlflow.db").exists():
             continue
         try:
-            client = client or MlflowClient(uri)
+            client = client or tracking.client(uri)  # under the store's creation lock, as every process opens it
             (parent,) = parents(client, "killed")
             before = [c for c in children(client, parent.info.run_id) if c.info.status == "FINISHED"]
         except Exception:  # the store or the experiment is still being created
@@ -71,7 +72,7 @@ def test_a_study_killed_halfway_resumes_to_the_numbers_of_an_uninterrupted_run(t
         if len(before) >= 5:  # the victim's probe and 4 cells: 11 of 16 tasks left
             study.send_signal(signal.SIGKILL)
             break
-    assert study.wait(60) == -signal.SIGKILL, "the study finished before it could be killed halfway"
+    assert study.wait(60) == -signal.SIGKILL, study.stderr.read().decode()[-3000:]
     parent_id = parent.info.run_id
     assert client.get_run(parent_id).info.status == "RUNNING"  # what MLflow leaves behind a killed process
     finished = {c.data.tags["advbridge.key"]: c.info.run_id for c in

@@ -57,13 +57,12 @@ def _run(work: Work, task: Task, inputs: dict[str, Result], queue: Any, context:
     return result
 
 
-class RayExecutor:
-    name = "ray"
+class Connection:
+    """This process's link to Ray: a local instance it started (shut down by `close`), or a cluster it joined,
+    and the GPUs each task requests. Made before anything is written, so a wrong setting is a one-line error."""
 
-    def __init__(self, work: Work, on_progress: OnProgress, settings: Any, context: dict[str, Any]):
-        ray = self._ray = import_ray()
-        from ray.util.queue import Queue
-
+    def __init__(self, settings: Any):
+        ray = self.ray = import_ray()
         self._initialised = not ray.is_initialized()  # else an instance this process started is used as it is
         if self._initialised:
             address = settings.ray_address or os.environ.get("RAY_ADDRESS")
@@ -72,19 +71,34 @@ class RayExecutor:
             else:
                 ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
         available = ray.cluster_resources().get("GPU", 0)
-        gpus = settings.gpus_per_cell if settings.gpus_per_cell is not None else (1 if available else 0)
-        if gpus > available:
+        self.gpus = settings.gpus_per_cell if settings.gpus_per_cell is not None else (1 if available else 0)
+        self.cpus = settings.cpus_per_cell
+        if self.gpus > available:
             self.close()
-            raise ScenarioError(f"ray.gpus_per_cell: {gpus}, but the Ray cluster has {available:g} GPU(s)")
-        self.gpus, self.cpus = gpus, settings.cpus_per_cell
+            raise ScenarioError(f"ray.gpus_per_cell: {self.gpus}, but the Ray cluster has {available:g} GPU(s)")
+
+    def close(self) -> None:
+        if self._initialised:
+            self.ray.shutdown()
+            self._initialised = False
+
+
+class RayExecutor:
+    name = "ray"
+
+    def __init__(self, work: Work, on_progress: OnProgress, connection: Connection, context: dict[str, Any]):
+        from ray.util.queue import Queue
+
+        ray = self._ray = connection.ray
         self._work, self._on_progress = work, on_progress
         self._queue = Queue()
         weights = {path: (ray.put(Path(path).read_bytes()), Path(path).stat().st_size) for path in context["files"]}
         self._context = {
             "env": context["env"], "sys_path": context["sys_path"], "weights": weights,
-            "threads": max(1, int(self.cpus)),
+            "threads": max(1, int(connection.cpus)),
         }  # fmt: skip
-        self._remote = ray.remote(_run).options(num_gpus=gpus, num_cpus=self.cpus, max_retries=MAX_RETRIES)
+        options = {"num_gpus": connection.gpus, "num_cpus": connection.cpus, "max_retries": MAX_RETRIES}
+        self._remote = ray.remote(_run).options(**options)
         self._running: dict[Any, tuple[Task, float]] = {}
 
     def submit(self, task: Task, inputs: dict[str, Result]) -> None:
@@ -116,6 +130,7 @@ class RayExecutor:
             self._on_progress(key, units)
 
     def close(self) -> None:
-        if self._initialised:
-            self._ray.shutdown()
-            self._initialised = False
+        """Cancel what still runs (the study stops: an error, Ctrl-C); the connection stays for its owner."""
+        for ref in self._running:
+            self._ray.cancel(ref, force=True)
+        self._running.clear()

@@ -34,11 +34,9 @@ class Store:
     """One experiment of one tracking store, through an explicit client (no global MLflow state)."""
 
     def __init__(self, uri: str, experiment: str):
-        from mlflow.tracking import MlflowClient
-
         self.uri = uri
         self.experiment_id = tracking.setup(uri, experiment)
-        self.client = MlflowClient(uri)
+        self.client = tracking.client(uri)
 
     # --- parents -------------------------------------------------------------------------------------------------
 

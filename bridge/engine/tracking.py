@@ -8,8 +8,9 @@ gets an `artifacts/` folder beside it; an http(s) URI uses the server's artifact
 from __future__ import annotations
 
 import os
-from contextlib import nullcontext
+from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
+from typing import Any
 
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 
@@ -36,25 +37,39 @@ def artifact_root(uri: str) -> Path | None:
     return None if db is None else db.parent / "artifacts"
 
 
+def creation_lock(uri: str) -> AbstractContextManager:
+    """Held while a process opens a sqlite store: MLflow creates and migrates a new database on first access, and
+    several processes doing that at once corrupt it. A file lock beside the database; nothing for servers."""
+    db = sqlite_path(uri)
+    if db is None:
+        return nullcontext()
+    from filelock import FileLock
+
+    db.parent.mkdir(parents=True, exist_ok=True)
+    return FileLock(db.with_name(db.name + ".lock"))
+
+
+def client(uri: str) -> Any:
+    """An MlflowClient on `uri`, its store created (or migrated) under the creation lock."""
+    from mlflow.tracking import MlflowClient
+
+    with creation_lock(uri):
+        found = MlflowClient(uri)
+        found.search_experiments(max_results=1)  # opens (and creates or migrates) the store now, under the lock
+    return found
+
+
 def setup(uri: str, experiment: str) -> str:
     """Point MLflow at `uri`, create the database and `experiment` if needed; returns the experiment id.
 
-    A new sqlite database is created (and migrated) under a file lock beside it: several processes creating it
-    at once corrupt it otherwise. A concurrent creator of the same experiment is tolerated.
+    The database is opened under `creation_lock`; a concurrent creator of the same experiment is tolerated.
     """
     os.environ.setdefault("MLFLOW_SUPPRESS_PRINTING_URL_TO_STDOUT", "true")
     os.environ.setdefault("MLFLOW_ENABLE_ARTIFACTS_PROGRESS_BAR", "false")  # a bar per result read back is noise
     import mlflow
     from mlflow.exceptions import MlflowException
 
-    db = sqlite_path(uri)
-    lock = nullcontext()
-    if db is not None:
-        from filelock import FileLock
-
-        db.parent.mkdir(parents=True, exist_ok=True)
-        lock = FileLock(db.with_name(db.name + ".lock"))
-    with lock:
+    with creation_lock(uri):
         mlflow.set_tracking_uri(uri)
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:

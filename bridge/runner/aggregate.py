@@ -19,9 +19,9 @@ from bridge.studies.registry import KINDS
 def reaggregate(uri: str, run_id: str) -> tuple[pd.DataFrame, str]:
     """The comparison table of study `run_id` (its attrs as `run_scenario` sets them), recomputed from the store,
     and the study's experiment name. The parent's tables, plots and checks are rewritten."""
-    from mlflow.tracking import MlflowClient
+    from bridge.engine.tracking import client as open_client
 
-    client = MlflowClient(uri)
+    client = open_client(uri)
     try:
         run = client.get_run(run_id)
     except Exception:

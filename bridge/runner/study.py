@@ -10,6 +10,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,7 +21,7 @@ import pandas as pd
 from bridge.core.errors import ScenarioError
 from bridge.core.identity import digest
 from bridge.engine.executors import Executor, LocalExecutor
-from bridge.engine.recipe import Recipe
+from bridge.engine.owner import Heartbeat
 from bridge.engine.result import Result
 from bridge.engine.store import EXAMPLES, Store
 from bridge.engine.task import Task
@@ -50,72 +51,89 @@ class Execution:
 class Study:
     def __init__(self, plan: Plan, execution: Execution, progress: bool = False, log: Callable[[str], None] = print):
         self.plan, self.execution, self.progress, self.log = plan, execution, progress, log
+        self.connection: Any = None  # to Ray, for executor ray
 
     def run(self, resume_from: bool | str | None = None) -> pd.DataFrame:
-        plan, scn = self.plan, self.plan.scenario
-        if plan.data_missing:  # before anything is written
-            raise ScenarioError(f"{plan.path}: data: {plan.data_missing}")
-        if self.execution.executor == "ray":
-            from bridge.engine.ray_executor import import_ray
+        """The study's comparison table (see `run_scenario`)."""
+        if self.plan.data_missing:  # before anything is written
+            raise ScenarioError(f"{self.plan.path}: data: {self.plan.data_missing}")
+        if self.execution.executor == "ray":  # Ray missing, or too few GPUs: one line, before anything is written
+            from bridge.engine.ray_executor import Connection
 
-            import_ray()  # a missing Ray is a one-line error before anything is written
+            self.connection = Connection(self.execution)
+        try:
+            return self._run(resume_from)
+        finally:
+            if self.connection is not None:
+                self.connection.close()
+
+    def _run(self, resume_from: bool | str | None) -> pd.DataFrame:
+        scn = self.plan.scenario
         uri = resolve_uri(scn.tracking.uri)
         evaluation, train = load_data(scn.data, scn.seed, self.log)
         recipes = [make_recipe(scn, cfg, entry, evaluation, train) for cfg in scn.model_list for entry in scn.defences]
         tasks: list[Task] = []
         metas: dict[str, Any] = {}
         for kind in scn.kinds:
-            mine, metas[kind.name] = kind.tasks(scn, plan.studies[kind.name], recipes, len(evaluation))
+            mine, metas[kind.name] = kind.tasks(scn, self.plan.studies[kind.name], recipes, len(evaluation))
             tasks += mine
-        identity = digest(sorted(t.key for t in tasks), 32)
         store = Store(uri, scn.tracking.experiment or scn.name)
         for run_id in store.reap():
             self.log(f"study {run_id} was left RUNNING by a driver that is gone: ended as KILLED")
-        parent, changed = resume.choose(store, scn.name, resume_from, identity, tasks) if resume_from else (None, "")
-        if parent is None:
-            if resume_from:
-                self.log(f"--resume: no unfinished study of {scn.name} in {uri}; starting a new one")
-            tags = {"scenario": scn.name, "dataset": evaluation.name, "models": ", ".join(r.name for r in recipes),
-                    resume.STUDY: identity}  # fmt: skip
-            parent_id = store.create_parent(scn.name, tags)
-        else:
-            parent_id = parent.info.run_id
-            store.take_over(parent_id)
-            store.client.set_tag(parent_id, resume.STUDY, identity)
-            if changed:
-                self.log(f"resuming {parent_id}; the scenario changed since it started: {changed}")
-        from bridge.engine.owner import Heartbeat
-
+        parent_id, new = self._parent(store, resume_from, tasks, recipes, evaluation.name)
         with Heartbeat(lambda now: store.beat(parent_id, now)):
             try:
-                table, summaries, counts = self._study(
-                    store, parent_id, parent is None, recipes, tasks, metas, len(evaluation)
-                )
+                reused, fresh = self._results(store, parent_id, new, tasks, metas, inputs.params(
+                    self.plan, recipes, len(evaluation), len(tasks)))  # fmt: skip
+                summaries = self._aggregate(store, parent_id, tasks, metas, {**reused, **fresh})
             except KeyboardInterrupt:
                 store.end(parent_id, "KILLED")
                 raise
             except BaseException:
                 store.end(parent_id, "FAILED")
                 raise
+            table = pd.concat([s.table for s in summaries], ignore_index=True)
             ran = table[~table["status"].str.startswith("unsupported")]
             failed = bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
             store.end(parent_id, "FAILED" if failed else "FINISHED")
-        checks = pd.concat([s.checks for s in summaries.values()], ignore_index=True)
         table.attrs.update(
             tracking_uri=uri,
             experiment_id=store.experiment_id,
             parent_run_id=parent_id,
             failed=failed,
             n_samples=len(evaluation),
-            checks=checks.to_dict("records"),  # records, not a DataFrame: pandas compares attrs in concat
-            **counts,
+            # records, not a DataFrame: pandas compares attrs in concat
+            checks=pd.concat([s.checks for s in summaries], ignore_index=True).to_dict("records"),
+            reused=len(reused),
+            ran=len(fresh),
         )
         return table
 
-    def _study(
-        self, store: Store, parent_id: str, new: bool, recipes: list[Recipe], tasks: list[Task], metas: dict,
-        n_samples: int,
-    ) -> tuple[pd.DataFrame, dict[str, Any], dict[str, int]]:  # fmt: skip
+    def _parent(
+        self, store: Store, resume_from: bool | str | None, tasks: list[Task], recipes: list, dataset: str
+    ) -> tuple[str, bool]:
+        """The parent run's id, and whether it is new."""
+        scn = self.plan.scenario
+        identity = digest(sorted(t.key for t in tasks), 32)
+        parent, changed = resume.choose(store, scn.name, resume_from, identity, tasks) if resume_from else (None, "")
+        if parent is None:
+            if resume_from:
+                self.log(f"--resume: no unfinished study of {scn.name} in {store.uri}; starting a new one")
+            tags = {"scenario": scn.name, "dataset": dataset, "models": ", ".join(r.name for r in recipes),
+                    resume.STUDY: identity}  # fmt: skip
+            return store.create_parent(scn.name, tags), True
+        parent_id = parent.info.run_id
+        store.take_over(parent_id)
+        store.client.set_tag(parent_id, resume.STUDY, identity)
+        if changed:
+            self.log(f"resuming {parent_id}; the scenario changed since it started: {changed}")
+        return parent_id, False
+
+    def _results(
+        self, store: Store, parent_id: str, new: bool, tasks: list[Task], metas: dict, params: dict
+    ) -> tuple[dict[str, Result], dict[str, Result]]:
+        """(reused, fresh): the results of the tasks a resumed study had finished, read back from the store, and
+        of the others, run now."""
         done = {} if new else store.finished(parent_id)
         reused = {
             t.key: store.load(done[t.key])
@@ -126,20 +144,11 @@ class Study:
         if reused:
             self.log(f"resuming {parent_id}: {len(reused)} finished tasks reused, {len(pending)} to run")
         store.write(parent_id, inputs.plan_record(self.plan, tasks, metas))
-        changed = store.log_params(parent_id, inputs.params(self.plan, recipes, n_samples, len(tasks)))
-        if changed and not new:
-            self.log(f"parent params kept from the first execution: {', '.join(changed)}")
+        kept = store.log_params(parent_id, params)
+        if kept:
+            self.log(f"parent params kept from the first execution: {', '.join(kept)}")
         victims = self._prepare(store, parent_id, pending)
-        fresh = self._execute(store, parent_id, pending, reused, victims)
-        results = {**reused, **fresh}
-        study_of = {t.key: t.study for t in tasks}
-        summaries = {}
-        for name, meta in metas.items():
-            mine = [results[t.key] for t in tasks if t.key in results and study_of[t.key] == name]
-            summaries[name] = KINDS[name].aggregate(mine, meta)
-            store.write(parent_id, summaries[name].record)
-        table = pd.concat([s.table for s in summaries.values()], ignore_index=True)
-        return table, summaries, {"reused": len(reused), "ran": len(fresh)}
+        return reused, self._execute(store, parent_id, pending, reused, victims)
 
     def _prepare(self, store: Store, parent_id: str, pending: list[Task]) -> list[Victim]:
         """Build (training where needed) every victim a pending task needs, and record each on the parent."""
@@ -152,6 +161,8 @@ class Study:
                 store.write(parent_id, inputs.victim_record(v))
                 store.log_params(parent_id, inputs.victim_params(v))
                 inputs.log_curves(store, parent_id, v)
+        if self.connection is not None:
+            forget()  # the workers build their own victims; the driver's would only hold memory (and GPUs)
         return victims
 
     def _execute(
@@ -161,11 +172,8 @@ class Study:
         results: dict[str, Result] = {}
         waiting = list(pending)
         by_key = {t.key: t for t in pending}
-        context = _context(store.uri, victims)
-        if self.execution.executor != "local":
-            forget()  # the workers build their own victims; the driver's would only hold memory (and GPUs)
         with StudyProgress(pending, self.progress) as bar:
-            executor = self._executor(bar, context)
+            executor = self._executor(bar, _context(store.uri, victims))
             try:
                 while True:
                     for task in [t for t in waiting if all(d in results or d in reused for d in t.depends)]:
@@ -174,36 +182,50 @@ class Study:
                         bar.start(task)
                     if not executor.busy:
                         break
-                    result = executor.next()
-                    task = by_key[result.key]
-                    if not result.row:
-                        result.row = KINDS[task.study].row(task, result.status)
-                    if result.state != "skipped":
-                        params, tags = KINDS[task.study].child(task, result)
-                        tags["scenario"] = self.plan.scenario.name
-                        result.run_id = store.record(parent_id, task, result, params, tags)
-                    if result.state in ("failed", "unsupported"):
-                        self.log(f"{result.status.split(': ', 1)[0]}: {task.label}: {result.status.split(': ', 1)[-1]}")
+                    result = self._record(store, parent_id, by_key, executor.next())
                     results[result.key] = result
-                    bar.finish(task, result)
+                    bar.finish(by_key[result.key], result)
             finally:
                 executor.close()
         assert not waiting, f"tasks whose inputs never came: {[t.label for t in waiting]}"
         return results
 
     def _executor(self, bar: StudyProgress, context: dict[str, Any]) -> Executor:
-        if self.execution.executor == "local":
+        if self.connection is None:
             return LocalExecutor(run_task, bar.advance)
         from bridge.engine.ray_executor import RayExecutor
 
-        return RayExecutor(run_task, bar.advance, self.execution, context)
+        return RayExecutor(run_task, bar.advance, self.connection, context)
+
+    def _record(self, store: Store, parent_id: str, by_key: dict[str, Task], result: Result) -> Result:
+        """`result` as a child run of the study (a skipped task leaves none), and a line for what did not run."""
+        task = by_key[result.key]
+        kind = KINDS[task.study]
+        if not result.row:  # a worker that died returns no row
+            result.row = kind.row(task, result.status)
+        if result.state != "skipped":
+            params, tags = kind.child(task, result)
+            result.run_id = store.record(parent_id, task, result, params, {**tags, "scenario": self.plan.scenario.name})
+        result.files = {}  # recorded; the images need not stay in memory
+        if result.state in ("failed", "unsupported"):
+            self.log(f"{result.state}: {task.label}: {result.status.split(': ', 1)[-1]}")
+        return result
+
+    def _aggregate(
+        self, store: Store, parent_id: str, tasks: list[Task], metas: dict[str, Any], results: dict[str, Result]
+    ) -> list[Any]:
+        """Each kind's tables, plots and checks from its results, written to the parent."""
+        summaries = []
+        for name, meta in metas.items():
+            mine = [results[t.key] for t in tasks if t.study == name and t.key in results]
+            summaries.append(KINDS[name].aggregate(mine, meta))
+            store.write(parent_id, summaries[-1].record)
+        return summaries
 
 
 def _context(uri: str, victims: list[Victim]) -> dict[str, Any]:
     """What a worker elsewhere needs from the driver: the model cache and store it uses, its import path, and the
     cache files of the models it trained (sent to workers that lack them)."""
-    import os
-
     from bridge.models.build import cache_dir
 
     cache = cache_dir()
