@@ -52,6 +52,7 @@ def same_numbers(a: pd.DataFrame, b: pd.DataFrame) -> None:
     assert a.attrs["checks"] == b.attrs["checks"]
 
 
+@pytest.mark.slow  # about 30 s: a real study in a subprocess, killed, resumed in another, and run again here
 def test_a_study_killed_halfway_resumes_to_the_numbers_of_an_uninterrupted_run(tmp_path, model_cache) -> None:
     uri = f"sqlite:///{tmp_path / 'store' / 'mlflow.db'}"
     scenario = write_scenario(tmp_path, SLOW_GRID)

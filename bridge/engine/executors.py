@@ -16,7 +16,7 @@ from bridge.engine.task import Task
 
 Progress = Callable[[int], None]  # called with the units of work just done
 Work = Callable[[Task, dict[str, Result], Progress], Result]
-OnProgress = Callable[[str, int], None]  # (task key, units done)
+OnProgress = Callable[[str, int], None]  # (task key, units done): 0 when the task starts
 
 
 class Executor(Protocol):
@@ -53,6 +53,7 @@ class LocalExecutor:
 
     def next(self) -> Result:
         task, inputs = self._queue.popleft()
+        self._on_progress(task.key, 0)  # it starts
         result = self._work(task, inputs, lambda units: self._on_progress(task.key, units))
         result.where = {**where(), "executor": self.name, **result.where}
         return result

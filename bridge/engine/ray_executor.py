@@ -50,6 +50,7 @@ def _run(work: Work, task: Task, inputs: dict[str, Result], queue: Any, context:
             part = Path(f"{path}.{os.getpid()}.part")
             part.write_bytes(ray.get(ref))
             part.replace(path)
+    queue.put_nowait((task.key, 0))  # it starts
     result = work(task, inputs, lambda units: queue.put_nowait((task.key, units)))
     gpus = ",".join(str(g) for g in ray.get_gpu_ids())
     result.where = {**where(), "executor": "ray", "node": ray.get_runtime_context().get_node_id()[:12],

@@ -16,6 +16,7 @@ class StudyProgress:
         from rich.progress import MofNCompleteColumn
 
         self._units = {t.key: t.units for t in tasks}
+        self._labels = {t.key: t.label for t in tasks}
         self._done = dict.fromkeys(self._units, 0)
         self._running: dict[str, str] = {}
         self._bar = progress_bar(MofNCompleteColumn(), enabled=enabled)
@@ -29,19 +30,18 @@ class StudyProgress:
     def __exit__(self, *exc: Any) -> None:
         self._bar.__exit__(*exc)
 
-    def start(self, task: Task) -> None:
-        self._running[task.key] = task.label
-        self._describe()
-
     def advance(self, key: str, units: int) -> None:
-        """`units` of task `key` done (a batch of an attack); never past the task's own total."""
+        """`units` of task `key` done (a batch of an attack; 0 when it starts); never past the task's own total."""
+        self._running.setdefault(key, self._labels[key])
         step = min(units, self._units[key] - self._done[key])
         self._done[key] += step
         self._bar.advance(self._work, step)
         self._describe()
 
     def finish(self, task: Task, result: Result) -> None:
-        self.advance(task.key, self._units[task.key])
+        step = self._units[task.key] - self._done[task.key]
+        self._done[task.key] += step
+        self._bar.advance(self._work, step)
         self._running.pop(task.key, None)
         self._bar.advance(self._tasks, 1)
         self._describe()

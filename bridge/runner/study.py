@@ -179,7 +179,6 @@ class Study:
                     for task in [t for t in waiting if all(d in results or d in reused for d in t.depends)]:
                         waiting.remove(task)
                         executor.submit(task, {d: results.get(d) or reused[d] for d in task.depends})
-                        bar.start(task)
                     if not executor.busy:
                         break
                     result = self._record(store, parent_id, by_key, executor.next())
