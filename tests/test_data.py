@@ -171,6 +171,34 @@ def test_a_tarball_without_a_batch_is_named(tmp_path: Path) -> None:
         load_split(cfg, "train")
 
 
+class Payload:
+    """What a crafted batch file would carry: unpickling it calls a function of the attacker's choosing."""
+
+    def __init__(self, marker: Path):
+        self.marker = marker
+
+    def __reduce__(self):
+        return (Path.write_text, (self.marker, "the payload ran"))
+
+
+def test_a_crafted_cifar_batch_runs_nothing(tmp_path: Path) -> None:
+    """A batch file in data.root is read by a restricted unpickler: a pickle that calls a function is refused."""
+    marker = tmp_path / "ran.txt"
+    folder = tmp_path / "cifar-10-batches-py"
+    make_cifar(tmp_path / "good", "cifar10")
+    folder.mkdir()
+    good = DataConfig(dataset="cifar10", root=str(tmp_path / "good"))
+    assert len(load_split(good, "test")) == 2  # genuine batches still load
+    crafted = pickle.dumps({b"data": Payload(marker), b"labels": [0]}, protocol=2)
+    for name in [f"data_batch_{i}" for i in range(1, 6)] + ["test_batch"]:
+        (folder / name).write_bytes(crafted)
+    with pytest.raises(DatasetError, match=r"test_batch: not a CIFAR batch \(it names \S+, which a CIFAR batch"):
+        load_split(DataConfig(dataset="cifar10", root=str(tmp_path)), "test")
+    assert not marker.exists()
+    pickle.loads(crafted)  # what plain unpickling would have done
+    assert marker.read_text() == "the payload ran"
+
+
 # --- image folders ------------------------------------------------------------------------------------------------
 
 

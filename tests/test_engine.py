@@ -13,6 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 import pandas as pd
+import pytest
 from mlflow.tracking import MlflowClient
 
 from bridge.engine import owner
@@ -126,3 +127,22 @@ def test_changes_name_what_differs_between_two_plans() -> None:
 def test_owner_names_this_machine() -> None:
     assert owner.me().startswith(socket.gethostname() + "|") and f"|{os.getpid()}|" in owner.me()
     assert owner.describe(owner.me()) == f"pid {os.getpid()} on {socket.gethostname()}"
+
+
+def test_the_heartbeat_beats_while_the_driver_writes(tmp_path) -> None:
+    from bridge.engine.owner import Heartbeat
+
+    store = Store(f"sqlite:///{tmp_path / 'mlflow.db'}", "beats")
+    parent = store.create_parent("p", {})
+    beats: list[float] = []
+
+    def beat(now: float) -> None:
+        store.beat(parent, now)
+        beats.append(now)
+
+    with Heartbeat(beat, every=0.05):
+        for _ in range(10):  # the driver records results meanwhile, through the same client
+            store.client.create_run(store.experiment_id, tags={"mlflow.parentRunId": parent})
+            time.sleep(0.03)
+    assert len(beats) >= 4
+    assert float(store.get(parent).data.tags[HEARTBEAT]) == pytest.approx(beats[-1], abs=1)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import gzip
+import io
 import pickle
 import struct
 import tarfile
@@ -54,9 +55,28 @@ def _mnist(cfg: DataConfig, split: str) -> tuple[np.ndarray, np.ndarray]:
     return x[:, None], y
 
 
+class _CifarUnpickler(pickle.Unpickler):
+    """Reads a CIFAR batch and nothing else: of the globals a pickle may name, only those that rebuild a numpy
+    array are found; any other (a function a crafted file would call) is refused before it runs."""
+
+    ALLOWED = frozenset({
+        ("numpy.core.multiarray", "_reconstruct"), ("numpy._core.multiarray", "_reconstruct"),
+        ("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode"),
+    })  # fmt: skip
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in self.ALLOWED:
+            raise pickle.UnpicklingError(f"it names {module}.{name}, which a CIFAR batch never holds")
+        return super().find_class(module, name)
+
+
 def _cifar_batch(f: IO[bytes], label_key: str, where: str) -> tuple[np.ndarray, np.ndarray]:
-    """One pickled batch: data N x 3072 uint8 (CHW row-major), labels under `label_key` (bytes keys, as published)."""
-    loaded = pickle.loads(f.read(), encoding="bytes")
+    """One pickled batch: data N x 3072 uint8 (CHW row-major), labels under `label_key` (bytes keys, as published).
+    Read with `_CifarUnpickler`: a file in `data.root` is not trusted to run code."""
+    try:
+        loaded = _CifarUnpickler(io.BytesIO(f.read()), encoding="bytes").load()
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError) as exc:
+        raise DatasetError(f"{where}: not a CIFAR batch ({exc})") from None
     batch = (
         {k.decode() if isinstance(k, bytes) else k: v for k, v in loaded.items()} if isinstance(loaded, dict) else {}
     )
