@@ -123,51 +123,60 @@ def tasks(scenario: Any, cells: list[Cell], recipes: list[Recipe], n_samples: in
     Per victim: one `victim` task (clean accuracy, the model-level checks, ART's metrics when `robustness:` asks),
     one `attack` task per supported cell, a `transfer` task per example set of the undefended model that a
     preprocessing-defended version judges, and a `detector` task that depends on its attack's cells."""
-    multi = len(recipes) > 1
-    detector = scenario.detector
     transfer_from = {r.base for r in recipes if r.preprocessing} if scenario.transfer else set()
-    robustness = scenario.robustness
-    if robustness is not None and "seed" not in robustness.model_fields_set:
-        robustness = robustness.model_copy(update={"seed": scenario.seed})
+    suffix = len(recipes) > 1
     out: list[Task] = []
     attacks: dict[str, list[Task]] = {}
     rows: list[dict[str, Any]] = []  # the comparison table's direct rows in order: a task's key, or a row
     for recipe in recipes:
-        suffix = f" | {recipe.name}" if multi else ""
-        out.append(Task(STUDY, "victim", recipe,
-                        {"robustness": None if robustness is None else robustness.model_dump(mode="json")},
-                        f"victim {recipe.name}", toolkits=("art",) if robustness is not None else ()))  # fmt: skip
-        mine = attacks[recipe.key] = []
+        out.append(_victim_task(scenario, recipe))
+        attacks[recipe.key] = []
+        source = recipe.defence == NONE and recipe.base in transfer_from
         for cell in cells:
-            spec = cell.spec
             if cell.unsupported:
-                rows.append({"row": base_row(spec, None, recipe, f"unsupported: {cell.unsupported}")})
+                rows.append({"row": base_row(cell.spec, None, recipe, f"unsupported: {cell.unsupported}")})
                 continue
-            source = recipe.defence == NONE and recipe.base in transfer_from
-            keep = source or _detector_cell(spec, detector) or _parity_cell(spec)
-            params = {"spec": spec.model_dump(mode="json"), "translation": cell.translation.as_dict(),
-                      "origin": cell.origin}  # fmt: skip
-            task = Task(STUDY, "attack", recipe, params, spec.label + suffix, toolkits=(spec.toolkit,),
-                        units=math.ceil(n_samples / spec.batch_size), keep=keep, payload=cell.translation)  # fmt: skip
-            mine.append(task)
-            out.append(task)
+            task = _attack_task(cell, recipe, n_samples, suffix, source or _detector_cell(cell.spec, scenario.detector))
+            attacks[recipe.key].append(task)
             rows.append({"task": task.key})
+        out += attacks[recipe.key]
     for recipe in recipes:
-        if not recipe.preprocessing or recipe.base not in transfer_from:
-            continue
-        sources = [r for r in recipes if r.base == recipe.base and r.defence == NONE]
-        for source in sources:
-            for made in attacks[source.key]:
-                label = f"{made.label} -> {recipe.name} (transfer)"
-                out.append(Task(STUDY, "transfer", recipe, {"spec": made.params["spec"], "from": source.name}, label,
-                                depends=(made.key,)))  # fmt: skip
-    if detector is not None:
-        config = detector.model_dump(mode="json")
-        for recipe in recipes:
-            cells_of = [t for t in attacks[recipe.key] if _detector_cell(AttackSpec(**t.params["spec"]), detector)
-                        and t.params["spec"]["targeted"] == "none"]  # fmt: skip
-            label = f"detector {detector.attack}-{detector.norm} eps={detector.eps:g} | {recipe.name}"
-            out.append(Task(STUDY, "detector", recipe, {"detector": config}, label,
-                            depends=tuple(t.key for t in cells_of), toolkits=("art",)))  # fmt: skip
-    meta = {"rows": rows, "defences": len(scenario.defences), "scenario": scenario.name}
-    return out, meta
+        if recipe.preprocessing and recipe.base in transfer_from:
+            for source in (r for r in recipes if r.base == recipe.base and r.defence == NONE):
+                out += [_transfer_task(made, source, recipe) for made in attacks[source.key]]
+    if scenario.detector is not None:
+        out += [_detector_task(scenario.detector, recipe, attacks[recipe.key]) for recipe in recipes]
+    return out, {"rows": rows, "defences": len(scenario.defences), "scenario": scenario.name}
+
+
+def _victim_task(scenario: Any, recipe: Recipe) -> Task:
+    robustness = scenario.robustness
+    if robustness is not None and "seed" not in robustness.model_fields_set:
+        robustness = robustness.model_copy(update={"seed": scenario.seed})
+    params = {"robustness": None if robustness is None else robustness.model_dump(mode="json")}
+    return Task(STUDY, "victim", recipe, params, f"victim {recipe.name}", toolkits=("art",) if robustness else ())
+
+
+def _attack_task(cell: Cell, recipe: Recipe, n_samples: int, suffix: bool, needed: bool) -> Task:
+    """One cell on one victim; its examples are stored where a later task (`needed`) or the parity check reads them."""
+    spec = cell.spec
+    params = {"spec": spec.model_dump(mode="json"), "translation": cell.translation.as_dict(), "origin": cell.origin}
+    label = spec.label + (f" | {recipe.name}" if suffix else "")
+    units = math.ceil(n_samples / spec.batch_size)
+    return Task(STUDY, "attack", recipe, params, label, toolkits=(spec.toolkit,), units=units,
+                keep=needed or _parity_cell(spec), payload=cell.translation)  # fmt: skip
+
+
+def _transfer_task(made: Task, source: Recipe, recipe: Recipe) -> Task:
+    """The examples of cell `made` (on the undefended `source`) judged by its defended version `recipe`."""
+    params = {"spec": made.params["spec"], "from": source.name}
+    return Task(STUDY, "transfer", recipe, params, f"{made.label} -> {recipe.name} (transfer)", depends=(made.key,))
+
+
+def _detector_task(detector: Any, recipe: Recipe, attacks: list[Task]) -> Task:
+    """The detector on `recipe`, over the examples of its untargeted cells of the detector's attack."""
+    cells = [t for t in attacks if t.keep and t.params["spec"]["targeted"] == "none"
+             and _detector_cell(AttackSpec.model_validate(t.params["spec"]), detector)]  # fmt: skip
+    label = f"detector {detector.attack}-{detector.norm} eps={detector.eps:g} | {recipe.name}"
+    return Task(STUDY, "detector", recipe, {"detector": detector.model_dump(mode="json")}, label,
+                depends=tuple(t.key for t in cells), toolkits=("art",))  # fmt: skip
