@@ -107,3 +107,32 @@ def test_without_ray_the_executor_is_a_one_line_error(tmp_path) -> None:
     assert out.returncode == 2 and out.stderr.strip().count("\n") == 0
     assert out.stderr.startswith("advbridge: error: executor ray needs Ray") and "advbridge[ray]" in out.stderr
     assert not db.exists()
+
+
+def test_a_task_whose_worker_dies_is_retried_by_ray(cluster, tmp_path) -> None:
+    from test_engine import RECIPE
+
+    from bridge.engine.ray_executor import Connection, RayExecutor
+    from bridge.engine.task import Task
+    from bridge.runner.study import Execution
+
+    def dies_once(task, inputs, progress):  # defined here: Ray ships it by value to its workers
+        """Kills its worker process the first time (a crashed worker, an OOM kill), then does its work."""
+        marker = Path(task.params["marker"])
+        if not marker.exists():
+            marker.write_text("died once")
+            os._exit(1)
+        progress(1)
+        return task.result("ok", row={"attempt": 2})
+
+    connection = Connection(Execution("ray", gpus_per_cell=0))
+    seen: list[tuple[str, int]] = []
+    executor = RayExecutor(dies_once, lambda key, units: seen.append((key, units)), connection,
+                           {"env": {}, "sys_path": [], "files": []})  # fmt: skip
+    task = Task("evasion", "check", RECIPE, {"marker": str(tmp_path / "marker")}, "dies once")
+    executor.submit(task, {})
+    result = executor.next()
+    assert result.ok and result.row == {"attempt": 2} and result.where["executor"] == "ray"
+    assert (task.key, 1) in seen  # its progress reached the driver
+    connection.close()  # joined, not started, by this connection: Ray stays up for the other tests
+    assert ray.is_initialized()

@@ -85,6 +85,8 @@ def test_child_metrics_params_tags(e2e) -> None:
         assert {"per_sample.csv", "samples.png", "translation.json"} <= _artifacts(client, row.run_id)
         assert run.data.metrics["budget_violations"] == 0
         assert run.data.metrics["forward_calls"] > 0 and run.data.metrics["backward_calls"] > 0
+        duration = (run.info.end_time - run.info.start_time) / 1000  # MLflow's Duration: the attack's own time
+        assert duration == pytest.approx(run.data.metrics["wall_time_s"], abs=0.002)
 
 
 def test_logged_metrics_match_the_per_sample_table(e2e) -> None:
