@@ -28,7 +28,7 @@ def classifier(model: SharedModel | KerasModel) -> Any:
 
 
 # ---- Preprocessing defences (ART implementations) ----
-# bridge/defences.py folds a defence into the shared model; the classes below are ART's own implementations,
+# bridge/defences/preprocessing.py folds a defence into the shared model; the classes below are ART's own implementations,
 # used for the forward pass where the bridge has no torch version (jpeg, tvm) and for `bpda: estimate` (each
 # class's `estimate_gradient`). Every constructor argument is written out: inputs are NCHW (channels_first),
 # clip_values are the data's bounds, and the defence is applied at prediction only (never by ART's `fit`).
@@ -155,8 +155,8 @@ def estimate_gradient(preprocessor: Any, x: np.ndarray, grad: np.ndarray) -> np.
 
 # ---- Model-level metrics and detectors (ART) ----
 # ART's model-level metrics (art.metrics) and its BinaryInputDetector, every argument explicit, on the estimator
-# `ArtAdapter.classifier` builds. bridge/robustness.py reaches these through importlib and computes everything it
-# reports from what they return.
+# `ArtAdapter.classifier` builds. bridge/studies/evasion/model_metrics.py and bridge/defences/detector.py reach these
+# through importlib and compute everything they report from what these return.
 
 # The bridge's norm names -> ART's `norm` values (CLEVER takes the perturbation norm; FGM the step's norm).
 ART_NORMS: dict[str, float] = {"l1": 1, "l2": 2, "linf": np.inf}

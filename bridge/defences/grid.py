@@ -3,7 +3,7 @@
 Each entry of a scenario's `defences:` list makes, for every model, one defended model that every cell runs on:
 
 - `none`: the model as trained.
-- a preprocessing defence (`bridge.defences`: feature_squeezing, jpeg, spatial_smoothing, gaussian_noise, tvm,
+- a preprocessing defence (`bridge.defences.preprocessing`: feature_squeezing, jpeg, spatial_smoothing, gaussian_noise, tvm,
   thermometer): folded into the shared model as its first layer, with its explicit gradient mode. Thermometer
   encoding changes the input channels, so its model is trained with the encoding in place.
 - a training-time defence (`TRAINING_DEFENCES`: adversarial_training, label_smoothing, gaussian_augmentation,

@@ -108,7 +108,7 @@ class SharedModel(Observed, nn.Module):
     """Wraps a classifier mapping inputs in `bounds` to logits; this module is what toolkits receive.
 
     It is a plain nn.Module (never nn.Sequential) so that wrappers which walk Sequential children, as
-    ART's does, still call it as a whole and the counting hooks fire. `bridge.keras_model.KerasModel` offers
+    ART's does, still call it as a whole and the counting hooks fire. `bridge.models.keras.KerasModel` offers
     the same interface over a Keras model.
     """
 

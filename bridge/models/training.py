@@ -4,7 +4,7 @@ Training is deterministic for a given seed: one seeded generator draws every shu
 coefficient, and the caller seeds torch before building the network (initialisation, dropout, and the random
 starts of an adversarial training's attack; ART's come from NumPy, seeded with the training seed).
 
-Besides plain cross-entropy training: adversarial training (`adversarial`, see `bridge.adversarial_training`),
+Besides plain cross-entropy training: adversarial training (`adversarial`, see `bridge.models.adversarial_training`),
 Gaussian noise on the inputs, and mixup or CutMix.
 """
 
