@@ -28,10 +28,11 @@ def classifier(model: SharedModel | KerasModel) -> Any:
 
 
 # ---- Preprocessing defences (ART implementations) ----
-# bridge/defences/preprocessing.py folds a defence into the shared model; the classes below are ART's own implementations,
-# used for the forward pass where the bridge has no torch version (jpeg, tvm) and for `bpda: estimate` (each
-# class's `estimate_gradient`). Every constructor argument is written out: inputs are NCHW (channels_first),
-# clip_values are the data's bounds, and the defence is applied at prediction only (never by ART's `fit`).
+# bridge/defences/preprocessing.py folds a defence into the shared model; the classes below are ART's own
+# implementations, used for the forward pass where the bridge has no torch version (jpeg, tvm) and for
+# `bpda: estimate` (each class's `estimate_gradient`). Every constructor argument is written out: inputs are NCHW
+# (channels_first), clip_values are the data's bounds, and the defence is applied at prediction only (never by
+# ART's `fit`).
 
 DefenceKwargs = Callable[[Any, tuple[float, float]], dict[str, Any]]
 

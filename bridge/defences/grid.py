@@ -3,9 +3,9 @@
 Each entry of a scenario's `defences:` list makes, for every model, one defended model that every cell runs on:
 
 - `none`: the model as trained.
-- a preprocessing defence (`bridge.defences.preprocessing`: feature_squeezing, jpeg, spatial_smoothing, gaussian_noise, tvm,
-  thermometer): folded into the shared model as its first layer, with its explicit gradient mode. Thermometer
-  encoding changes the input channels, so its model is trained with the encoding in place.
+- a preprocessing defence (`bridge.defences.preprocessing`: feature_squeezing, jpeg, spatial_smoothing,
+  gaussian_noise, tvm, thermometer): folded into the shared model as its first layer, with its explicit gradient
+  mode. Thermometer encoding changes the input channels, so its model is trained with the encoding in place.
 - a training-time defence (`TRAINING_DEFENCES`: adversarial_training, label_smoothing, gaussian_augmentation,
   mixup, cutmix, weight_decay, dropout): the model's own training config with the defence's options on top (and
   an optional `training:` of further overrides, e.g. more epochs), trained and cached like any zoo model.
