@@ -220,3 +220,18 @@ def test_cross_framework_run(store: str, model_cache: str) -> None:
     assert set(gradient) == {"passed"} and set(gradient.index) == {"small_cnn", "small_cnn-keras"}
     ok = keras_rows[keras_rows["status"] == "ok"]
     assert np.allclose(ok["linf_max"], 0.1, atol=1e-6) and (ok["budget_violations"] == 0).all()
+
+
+def test_a_keras_zoo_model_trains_to_the_same_weights_every_time(tmp_path, monkeypatch) -> None:
+    """Its initial weights are drawn from the training seed, as for PyTorch: a cache key names one model."""
+    import numpy as np
+
+    cfg = ModelConfig(framework="keras", arch="small_cnn", training={**TRAINING, "epochs": 2})
+    weights = []
+    for i in range(2):
+        monkeypatch.setenv("ADVBRIDGE_CACHE", str(tmp_path / f"cache-{i}"))
+        net, record = build_model(cfg, load_split("digits", "train"), log=lambda _: None)
+        assert record["trained"]
+        weights.append(np.concatenate([w.numpy().ravel() for w in net.weights]))
+        np.random.rand(7)  # what ran between two trainings must not matter
+    assert np.array_equal(*weights)

@@ -14,7 +14,6 @@ import torch
 from conftest import TRAINING, write_scenario
 from mlflow.tracking import MlflowClient
 
-from bridge.engine.result import Result
 from bridge.runner.study import run_scenario
 from bridge.scenario.load import ScenarioError
 
@@ -82,18 +81,22 @@ def test_cells_are_scheduled_with_their_gpu_requests(cluster, store) -> None:
 
 def test_a_worker_without_the_models_gets_them_from_the_driver(cluster, tmp_path) -> None:
     """Cache files a worker's machine lacks come through Ray's object store (a cluster without shared disks)."""
+    from test_engine import RECIPE
+
     from bridge.engine.ray_executor import _run
+    from bridge.engine.task import Task
 
     target = tmp_path / "elsewhere" / "small_cnn-x.pt"
     context = {"env": {}, "sys_path": [], "threads": 1, "weights": {str(target): (ray.put(b"weights"), 7)}}
 
     def work(task, inputs, progress):
-        return Result("key", "check", "reads the weights", "ok", row={"read": Path(target).read_bytes().decode()})
+        return task.result("ok", row={"read": Path(target).read_bytes().decode()})
 
     class Queue:
         def put_nowait(self, item): ...
 
-    out = ray.get(ray.remote(_run).remote(work, None, {}, Queue(), context))
+    task = Task("evasion", "check", RECIPE, {}, "reads the weights")
+    out = ray.get(ray.remote(_run).remote(work, task, {}, Queue(), context))
     assert out.row["read"] == "weights" and out.where["executor"] == "ray" and target.read_bytes() == b"weights"
 
 

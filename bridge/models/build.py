@@ -156,7 +156,8 @@ def build_keras_model(
         else:
             _refuse_training(cfg, weights, train_missing)
             cfg.training.check_input(train_data.input_shape)
-            net = build_keras(cfg.arch, train_data.input_shape, train_data.n_classes, cfg.dropout, cfg.options)
+            shape, classes = train_data.input_shape, train_data.n_classes
+            net = build_keras(cfg.arch, shape, classes, cfg.dropout, cfg.options, cfg.training.seed)
             data_text = f"{train_data.name} [{train_data.fingerprint}]"
             log(f"training {cfg.name} (Keras) on {data_text} ({cfg.training.epochs} epochs); cached as {weights.name}")
             record.update(trained=True, **train_keras(net, train_data, cfg.training, progress))

@@ -25,7 +25,7 @@ from bridge.models.keras import require_tensorflow
 from bridge.models.training import TrainingConfig
 
 KERAS_ARCHITECTURES = ("small_cnn", "resnet18")
-KERAS_ZOO_VERSION = 2  # part of the cache key: bump it when a builder changes, so cached weights are not reused
+KERAS_ZOO_VERSION = 3  # part of the cache key: bump it when a builder changes, so cached weights are not reused
 
 
 def _pool_matrix(size_in: int, size_out: int) -> np.ndarray:
@@ -107,12 +107,15 @@ def _resnet18(keras: Any, input_shape: tuple[int, ...], n_classes: int, dropout:
 BUILDERS: dict[str, Callable[..., Any]] = {"small_cnn": _small_cnn, "resnet18": _resnet18}
 
 
-def build_keras(arch: str, input_shape: tuple[int, ...], n_classes: int, dropout: float, options: dict) -> Any:
-    """The untrained Keras `arch` for (C, H, W) inputs; options as for the PyTorch builder (resnet18: width)."""
-
+def build_keras(
+    arch: str, input_shape: tuple[int, ...], n_classes: int, dropout: float, options: dict, seed: int = 0
+) -> Any:
+    """The untrained Keras `arch` for (C, H, W) inputs; options as for the PyTorch builder (resnet18: width).
+    Its initial weights are drawn from `seed` (as PyTorch's zoo seeds torch before building)."""
     require_tensorflow()
     import keras
 
+    keras.utils.set_random_seed(seed)
     return BUILDERS[arch](keras, tuple(input_shape), n_classes, dropout, **options)
 
 
