@@ -75,11 +75,13 @@ def load_data(cfg: DataConfig, seed: int, log: Callable[[str], None] = print) ->
     return _DATA.get_or(digest({"data": cfg.model_dump(mode="json"), "seed": seed}), load)
 
 
+def _front(entry: DefenceEntry, input_shape: tuple[int, ...]) -> Defence | None:
+    """The defence the network is built for and trained behind (one that changes the inputs), if any."""
+    return entry if isinstance(entry, Defence) and entry.changes_shape(input_shape) else None
+
+
 def make_recipe(scenario: Any, cfg: ModelConfig, entry: DefenceEntry, evaluation: Dataset, train: Dataset) -> Recipe:
     """The recipe of model `cfg` behind defence `entry` for `scenario`, without building anything."""
-    front = None
-    if isinstance(entry, Defence) and entry.changes_shape(train.input_shape):
-        front = entry
     model = entry.apply(cfg) if isinstance(entry, TrainingDefence) else cfg
     return Recipe(
         name=victim_name(cfg.name, entry),
@@ -92,7 +94,7 @@ def make_recipe(scenario: Any, cfg: ModelConfig, entry: DefenceEntry, evaluation
         device=scenario.device,
         precision=scenario.precision,
         batch_size=scenario.batch_size,
-        model_identity=model_identity(model, train, front),
+        model_identity=model_identity(model, train, _front(entry, train.input_shape)),
         data_fingerprint=evaluation.fingerprint,
         train_fingerprint=train.fingerprint,
     )
@@ -120,11 +122,10 @@ def build_victim(
         shape, k, bounds = evaluation.input_shape, evaluation.n_classes, evaluation.bounds
         model: SharedModel | KerasModel = KerasModel(net, shape, k, bounds, recipe.device, recipe.name, norm)
     else:
-        defence = entry if isinstance(entry, Defence) else None
-        behind = defence if defence is not None and defence.changes_shape(train.input_shape) else None
+        behind = _front(entry, train.input_shape)
         net, record = build_model(cfg, train, progress, log, device, behind, train_missing)
-        if defence is not None and behind is None:
-            net = defence.wrap(net, evaluation.bounds).to(device)
+        if isinstance(entry, Defence) and behind is None:
+            net = entry.wrap(net, evaluation.bounds).to(device)
         model = SharedModel(net, evaluation.input_shape, evaluation.n_classes, evaluation.bounds, device, recipe.name,
                             recipe.precision)  # fmt: skip
     if record["hash"] != recipe.model_identity:

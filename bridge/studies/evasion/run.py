@@ -10,6 +10,7 @@ import torch
 
 from bridge.attacks.adapter import Unsupported
 from bridge.attacks.spec import AttackSpec
+from bridge.core.errors import one_line
 from bridge.defences.detector import DetectorConfig, detector_study_on
 from bridge.engine.result import Result
 from bridge.engine.task import Task
@@ -23,7 +24,7 @@ from bridge.studies.evasion.model_metrics import ModelMetricsConfig, compute_mod
 from bridge.studies.evasion.plan import base_row
 
 
-def _numpy(t: torch.Tensor | None) -> np.ndarray:
+def _numpy(t: torch.Tensor) -> np.ndarray:
     return t.detach().cpu().numpy()
 
 
@@ -43,8 +44,6 @@ def run_victim(task: Task, victim: Victim, inputs: dict[str, Result], progress: 
         try:
             computed = compute_model_metrics(model, victim.x, victim.y, cfg, prefix="")
         except Exception as exc:  # e.g. an ART metric with no TensorFlow path: said in the table, the rest goes on
-            from bridge.core.errors import one_line
-
             row["robustness_error"] = one_line(exc)
         else:
             metrics |= {f"robustness.{k}": v for k, v in computed.metrics.items()}
