@@ -8,14 +8,12 @@ the store persists each result, and the kind aggregates what was persisted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from typing import Any, Protocol
 
+from bridge.engine.executors import Progress
 from bridge.engine.recipe import Recipe
 from bridge.engine.result import Result
 from bridge.engine.task import Task
-
-Progress = Callable[[int], None]
 
 
 class StudyKind(Protocol):

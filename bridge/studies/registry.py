@@ -6,9 +6,10 @@ import time
 import traceback
 
 from bridge.core.errors import one_line
+from bridge.engine.executors import Progress
 from bridge.engine.result import Result
 from bridge.engine.task import Task
-from bridge.studies.base import Progress, StudyKind
+from bridge.studies.base import StudyKind
 from bridge.studies.evasion.kind import EVASION
 
 KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (EVASION,)}

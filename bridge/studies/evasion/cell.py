@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import random
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -14,12 +13,11 @@ import torch
 
 from bridge.attacks.adapter import Translation
 from bridge.attacks.spec import AttackSpec
+from bridge.engine.executors import Progress
 from bridge.models.keras import KerasModel
 from bridge.models.shared import SharedModel
 from bridge.studies.evasion.analysis import Outcome, median_distance
 from bridge.studies.evasion.metrics import evaluate_cell
-
-Progress = Callable[[int], None]
 
 
 def seed_everything(seed: int) -> None:

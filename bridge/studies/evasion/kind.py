@@ -7,10 +7,10 @@ from typing import Any
 import torch
 
 from bridge.attacks.spec import AttackSpec
+from bridge.engine.executors import Progress
 from bridge.engine.result import Result
 from bridge.engine.task import Task
 from bridge.engine.victim import victim
-from bridge.studies.base import Progress
 from bridge.studies.evasion import config
 from bridge.studies.evasion import plan as planning
 from bridge.studies.evasion.aggregate import Summary, aggregate

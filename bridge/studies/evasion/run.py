@@ -12,12 +12,13 @@ from bridge.attacks.adapter import Unsupported
 from bridge.attacks.spec import AttackSpec
 from bridge.core.errors import one_line
 from bridge.defences.detector import DetectorConfig, detector_study_on
+from bridge.engine.executors import Progress
 from bridge.engine.result import Result
 from bridge.engine.task import Task
 from bridge.engine.victim import Victim
 from bridge.report import plots
 from bridge.studies.evasion.analysis import Outcome, median_distance
-from bridge.studies.evasion.cell import Progress, measure
+from bridge.studies.evasion.cell import measure
 from bridge.studies.evasion.checks import model_checks
 from bridge.studies.evasion.metrics import evaluate_cell
 from bridge.studies.evasion.model_metrics import ModelMetricsConfig, compute_model_metrics
