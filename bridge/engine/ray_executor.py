@@ -127,7 +127,8 @@ class RayExecutor:
         return result
 
     def _drain(self) -> None:
-        for key, units in self._queue.get_nowait_batch(self._queue.qsize()) if self._queue.qsize() else []:
+        waiting = self._queue.qsize()
+        for key, units in self._queue.get_nowait_batch(waiting) if waiting else []:
             self._on_progress(key, units)
 
     def close(self) -> None:

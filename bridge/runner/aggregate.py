@@ -13,6 +13,7 @@ import pandas as pd
 from bridge.core.errors import ScenarioError
 from bridge.engine.store import Store
 from bridge.runner.inputs import PLAN
+from bridge.runner.study import every_cell_failed
 from bridge.studies.registry import KINDS
 
 
@@ -44,7 +45,8 @@ def reaggregate(uri: str, run_id: str) -> tuple[pd.DataFrame, str]:
     table = pd.concat(tables, ignore_index=True)
     n = json.loads(client.get_run(run_id).data.params.get("n_samples", "0"))
     table.attrs.update(
-        tracking_uri=uri, experiment_id=run.info.experiment_id, parent_run_id=run_id, n_samples=n, failed=False,
+        tracking_uri=uri, experiment_id=run.info.experiment_id, parent_run_id=run_id, n_samples=n,
+        failed=every_cell_failed(table),
         checks=pd.concat(checks, ignore_index=True).to_dict("records"),
     )  # fmt: skip
     return table, experiment

@@ -6,6 +6,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from bridge.core.identity import canonical_json
 from bridge.engine.recipe import Recipe
 from bridge.engine.result import Aggregate
@@ -26,8 +28,6 @@ def plan_record(plan: Any, tasks: list[Task], metas: dict[str, Any]) -> Aggregat
             for c in plan.cells
         ],
     }
-    import yaml
-
     files: dict[str, str | bytes] = {
         "scenario/resolved.yaml": yaml.safe_dump(resolved, sort_keys=False),
         PLAN: canonical_json({"tasks": [t.describe() for t in tasks], "meta": metas}),

@@ -93,8 +93,7 @@ class Study:
                 store.end(parent_id, "FAILED")
                 raise
             table = pd.concat([s.table for s in summaries], ignore_index=True)
-            ran = table[~table["status"].str.startswith("unsupported")]
-            failed = bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
+            failed = every_cell_failed(table)
             store.end(parent_id, "FAILED" if failed else "FINISHED")
         table.attrs.update(
             tracking_uri=uri,
@@ -220,6 +219,12 @@ class Study:
             summaries.append(KINDS[name].aggregate(mine, meta))
             store.write(parent_id, summaries[-1].record)
         return summaries
+
+
+def every_cell_failed(table: pd.DataFrame) -> bool:
+    """A study failed when every cell that ran (not unsupported) failed; then its parent run ends FAILED."""
+    ran = table[~table["status"].str.startswith("unsupported")]
+    return bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
 
 
 def _context(uri: str, victims: list[Victim]) -> dict[str, Any]:

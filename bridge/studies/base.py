@@ -25,11 +25,8 @@ class StudyKind(Protocol):
         """Checks across keys once the scenario parsed (ValueError: one line)."""
 
     def plan(self, scenario: Any, n_classes: int) -> Any:
-        """What the kind will do, resolved without data or models (ScenarioError: one line). `validate` prints
-        `describe(plan)`; `tasks` turns it into tasks once the victims are known."""
-
-    def describe(self, plan: Any) -> str:
-        """One line for `advbridge validate`, e.g. `33 cells (0 unsupported)`."""
+        """What the kind will do, resolved without data or models (ScenarioError: one line); `tasks` turns it into
+        tasks once the victims are known."""
 
     def tasks(self, scenario: Any, plan: Any, recipes: list[Recipe], n_samples: int) -> tuple[list[Task], dict]:
         """The tasks, and the JSON meta `aggregate` needs besides their results."""

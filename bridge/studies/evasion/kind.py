@@ -28,9 +28,6 @@ class Evasion:
     def plan(self, scenario: Any, n_classes: int) -> list[planning.Cell]:
         return planning.plan_cells(scenario, n_classes)
 
-    def describe(self, cells: list[planning.Cell]) -> str:
-        return f"{len(cells)} cells"
-
     def tasks(
         self, scenario: Any, cells: list[planning.Cell], recipes: list, n_samples: int
     ) -> tuple[list[Task], dict]:
