@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import art  # noqa: F401  (first: see below)
 import pytest
 import torch
 
@@ -9,6 +10,10 @@ from bridge.data.dataset import load_split, select
 from bridge.models.build import build_model
 from bridge.models.config import ModelConfig
 from bridge.models.shared import SharedModel
+
+# ART configures logging when imported (logging.config.dictConfig), closing the handlers that exist. Imported after
+# TensorFlow, that closes absl's handler, whose stream is pytest's capture of the moment: every later test then fails
+# reading its capture. (A real process is unaffected: absl never closes the sys.stderr in force.)
 
 TRAINING = {"epochs": 20, "lr": 1e-3, "batch_size": 64, "seed": 0}
 

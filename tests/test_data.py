@@ -380,7 +380,9 @@ def test_selection_is_deterministic_and_in_split_order() -> None:
     assert torch.equal(a.x, b.x) and a.fingerprint == b.fingerprint
     assert not torch.equal(a.x, c.x) and a.fingerprint != c.fingerprint != data.fingerprint
     assert (a.x[1:] > a.x[:-1]).all()  # kept in split order
-    assert select(data, None, seed=1) is data and select(data, 500, seed=1) is data
+    assert select(data, None, seed=1) is data and select(data, 90, seed=1) is data
+    with pytest.raises(DatasetError, match=r"data.n_samples: 91 is more than the 90 samples .* or n_samples: all"):
+        select(data, 91, seed=1)
     built = Dataset("toy", data.x, data.y, 3)
     assert len(built.fingerprint) == 16 and built.fingerprint == Dataset("other", data.x, data.y, 3).fingerprint
 

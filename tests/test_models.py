@@ -6,14 +6,16 @@ import importlib
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
 from pydantic import ValidationError
 from torch import nn
 
+from bridge.core.identity import file_sha256
 from bridge.data.dataset import Dataset
-from bridge.models.build import build_model
+from bridge.models.build import build_model, cache_key
 from bridge.models.config import ModelConfig
 from bridge.models.errors import ModelError
 from bridge.models.shared import SharedModel
@@ -161,6 +163,84 @@ def test_cache_key_follows_weights_not_labels(cache: Path) -> None:
     assert build_model(ModelConfig(arch="lenet", training={"epochs": 1, "seed": 1}), data, log=quiet)[1]["hash"] != key
     assert build_model(ModelConfig(**base, dropout=0.2), data, log=quiet)[1]["hash"] != key
     assert build_model(ModelConfig(**base), synthetic(seed=1), log=quiet)[1]["hash"] != key
+
+
+TINY = {"arch": "lenet", "training": {"epochs": 1, "batch_size": 16}}
+
+
+def test_checkpoint_bytes_are_set_by_the_weights_alone(cache: Path) -> None:
+    data = synthetic()
+    first = build_model(ModelConfig(**TINY), data, log=quiet)[1]
+    Path(first["checkpoint"]).unlink()
+    again = build_model(ModelConfig(**TINY), data, log=quiet)[1]  # trained again, through another temp file
+    assert first["trained"] and again["trained"]
+    assert first["sha256"] == again["sha256"] == file_sha256(Path(again["checkpoint"]))
+
+
+def truncate(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+def other_weights(path: Path) -> None:
+    torch.save({"weight": torch.zeros(3)}, path)
+
+
+@pytest.mark.parametrize(
+    ("damage", "why"),
+    [(truncate, ""), (lambda p: p.write_bytes(b"not a zip"), ""),
+     (other_weights, "ValueError: its tensors are not those of this model")],
+    ids=["truncated", "not-a-zip", "other-weights"],
+)  # fmt: skip
+def test_a_damaged_cache_file_is_reported_in_one_line_deleted_and_retrained(cache: Path, damage, why: str) -> None:
+    data = synthetic()
+    net, first = build_model(ModelConfig(**TINY), data, log=quiet)
+    weights = Path(first["checkpoint"])
+    damage(weights)
+    logs: list[str] = []
+    again, second = build_model(ModelConfig(**TINY), data, log=logs.append)
+    assert len(logs) == 2 and logs[1].startswith("training lenet on synthetic")
+    assert logs[0].startswith(f"model cache file {weights} fails to load ({why}") and "\n" not in logs[0]
+    assert logs[0].endswith("): deleted, training it again")
+    assert second["trained"] and second["sha256"] == first["sha256"] == file_sha256(weights)
+    assert torch.equal(again(data.x), net(data.x))  # trained from the seeded start, not from the damaged file
+    assert not build_model(ModelConfig(**TINY), data, log=logs.append)[1]["trained"] and len(logs) == 2
+
+
+def test_a_damaged_keras_cache_file_is_reported_deleted_and_retrained(cache: Path) -> None:
+    pytest.importorskip("tensorflow")
+    data = synthetic()
+    cfg = {"framework": "keras", "arch": "small_cnn", "training": {"epochs": 1, "batch_size": 32}}
+    weights = Path(build_model(ModelConfig(**cfg), data, log=quiet)[1]["checkpoint"])
+    truncate(weights)
+    logs: list[str] = []
+    record = build_model(ModelConfig(**cfg), data, log=logs.append)[1]
+    assert len(logs) == 2 and logs[0].startswith(f"model cache file {weights} fails to load (ModelError: ")
+    assert record["trained"] and record["sha256"] == file_sha256(weights)
+    assert sorted(p.name for p in cache.iterdir()) == [weights.name, f"{weights.name}.lock"]
+
+
+def test_an_interrupted_write_leaves_nothing_in_the_cache(cache: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    def interrupted(obj: object, f: Any, *args: Any, **kwargs: Any) -> None:
+        f.write(b"PK\x03\x04 half an archive")
+        raise KeyboardInterrupt
+
+    data = synthetic()
+    with monkeypatch.context() as patch:
+        patch.setattr(torch, "save", interrupted)
+        with pytest.raises(KeyboardInterrupt):
+            build_model(ModelConfig(**TINY), data, log=quiet)
+    assert [p.suffix for p in cache.iterdir()] == [".lock"]
+    assert build_model(ModelConfig(**TINY), data, log=quiet)[1]["trained"]
+
+
+def test_a_file_left_by_a_killed_writer_is_removed_by_the_next_trainer(cache: Path) -> None:
+    data = synthetic()
+    weights = cache / f"lenet-{cache_key(ModelConfig(**TINY), data)}.pt"
+    cache.mkdir(parents=True)
+    left = weights.with_name(f"{weights.stem}.999999.tmp.pt")  # what SIGKILL (or SIGTERM) in mid-write leaves
+    left.write_bytes(b"half")
+    assert build_model(ModelConfig(**TINY), data, log=quiet)[1]["checkpoint"] == str(weights)
+    assert sorted(p.name for p in cache.iterdir()) == [weights.name, f"{weights.name}.lock"]
 
 
 def test_arch_with_a_checkpoint_loads_it_without_training(cache: Path, tmp_path: Path) -> None:

@@ -309,7 +309,7 @@ def test_a_model_logged_to_mlflow_is_a_victim(store, model_cache, tmp_path) -> N
     scenario = {
         "name": "from-mlflow",
         "data": {"n_samples": 8},
-        "model": {"name": "linear", "mlflow": info.model_uri},
+        "model": {"name": "linear", "mlflow": info.model_uri, "trust_pickle": True},  # a pickled module: trusted
         "attacks": [{"attack": "fgsm", "norm": "linf", "eps": 0.1, "toolkit": "torchattacks"}],
     }
     table = run_scenario(scenario, log=lambda _: None)

@@ -33,6 +33,8 @@ def _number(value: Any) -> Any:
     """Numbers, or fractions written as text such as '8/255' (the usual way to state image budgets)."""
     if isinstance(value, str) and re.fullmatch(r"\s*\d+(\.\d*)?\s*/\s*\d+(\.\d*)?\s*", value):
         num, den = (Fraction(p.strip()) for p in value.split("/"))
+        if den == 0:
+            raise ValueError(f"'{value.strip()}' divides by zero; write a budget such as 8/255")
         return float(num / den)
     return value
 
@@ -127,6 +129,7 @@ def resolve_attack(raw: dict[str, Any]) -> AttackSpec:
     if raw["norm"] not in info.norms:
         raise SpecError("norm", f"{attack} is defined for norms {', '.join(info.norms)}, not '{raw['norm']}'")
     fields = dict(raw)
+    _check_ranges(fields)  # what was written, before the derived defaults divide by it (step_size = eps / steps)
     eps = fields.get("eps")
     if info.kind == "fixed" and eps is None:
         raise SpecError("eps", f"{attack} is a fixed-budget attack: eps is required (absolute, in input units)")

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import argparse
 import os
+import signal
 import sys
 
 from bridge.cli.listing import cmd_list
 from bridge.cli.output import UI_HOST, UI_PORT
+from bridge.core.errors import BridgeError, one_line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -52,17 +54,20 @@ def _parser() -> argparse.ArgumentParser:
 
 def cmd_validate(args: argparse.Namespace) -> int:
     from bridge.attacks.adapter import get_adapter
+    from bridge.data.files import to_download
+    from bridge.runner.preflight import preflight
     from bridge.scenario.load import load
 
     plan = load(args.scenario, args.overrides)
+    preflight(plan, log=lambda m: None, fetch=False)
     unsupported = [c for c in plan.cells if c.unsupported]
     n_models = len(plan.scenario.model_list)
     models = f" x {n_models} models" if n_models > 1 else ""
     n_defences = len(plan.scenario.defences)
     defences = f" x {n_defences} defences" if n_defences > 1 else ""
     print(f"{args.scenario}: valid, {len(plan.cells)} cells{models}{defences} ({len(unsupported)} unsupported)")
-    if plan.data_missing:
-        print(f"  note: the data is not here yet, so `run` will stop: {plan.data_missing}")
+    if fetched := to_download(plan.scenario.data):
+        print(f"  note: `run` downloads {', '.join(fetched)} first; the checks that need the data wait for it")
     for cfg in plan.scenario.model_list:
         refused = [
             c for c in plan.cells if not c.unsupported and cfg.framework not in get_adapter(c.spec.toolkit).frameworks
@@ -93,10 +98,10 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 def cmd_aggregate(args: argparse.Namespace) -> int:
     from bridge.cli.output import print_record, print_summary
-    from bridge.engine.tracking import resolve_uri
     from bridge.runner.aggregate import reaggregate
+    from bridge.runner.preflight import checked_uri
 
-    table, experiment = reaggregate(resolve_uri(args.uri), args.run_id)
+    table, experiment = reaggregate(checked_uri(args.uri, "--uri"), args.run_id)
     print_summary(table, table.attrs["n_samples"])
     print_record(table, experiment)
     return 0
@@ -115,9 +120,10 @@ def ui_command(uri: str, port: int) -> list[str]:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from bridge.engine.tracking import resolve_uri, ui_url
+    from bridge.engine.tracking import ui_url
+    from bridge.runner.preflight import checked_uri
 
-    uri = resolve_uri(args.uri)
+    uri = checked_uri(args.uri, "--uri")
     print(f"MLflow UI for {uri} at {ui_url(UI_HOST, args.port)} (Ctrl-C stops it)", flush=True)
     # The job runner is only for MLflow's GenAI features; without it the server needs ~250 MB, not ~2 GB.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
@@ -127,15 +133,54 @@ def cmd_ui(args: argparse.Namespace) -> int:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """The command's exit status: 0 done, 1 a study whose every cell failed (or a defect, reported in one line
+    with the file its traceback went to), 2 bad input (one line, nothing written), 130 interrupted (Ctrl-C),
+    143 terminated (SIGTERM)."""
     args = _parser().parse_args(argv)
-    from bridge.core.errors import ScenarioError
-
     commands = {"run": cmd_run, "aggregate": cmd_aggregate, "validate": cmd_validate, "list": cmd_list, "ui": cmd_ui}
+    previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return commands[args.command](args)
-    except ScenarioError as exc:
+    except BridgeError as exc:
         print(f"advbridge: error: {exc}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("advbridge: terminated", file=sys.stderr)
+        return 128 + signal.SIGTERM
+    except KeyboardInterrupt:
+        print("advbridge: interrupted", file=sys.stderr)
+        return 128 + signal.SIGINT
+    except Exception as exc:  # a defect: one line here, the whole traceback in a file
+        print(f"advbridge: internal error: {one_line(exc)} (traceback: {_write_traceback()})", file=sys.stderr)
+        return 1
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler, `kill`), raised where the command is, so that it ends as Ctrl-C ends it: the study's
+    parent run KILLED, partial files removed, Ray shut down."""
+
+
+def _terminate(signum: int, frame: object) -> None:
+    raise Terminated
+
+
+def _write_traceback() -> str:
+    """The current exception's traceback, written to `errors/` in advbridge's folder; the file's path."""
+    import time
+    import traceback
+
+    from bridge.core.paths import cache_root
+
+    folder = cache_root() / "errors"
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        path = folder / f"{time.strftime('%Y%m%d-%H%M%S')}-{os.getpid()}.txt"
+        path.write_text(f"advbridge {' '.join(sys.argv[1:])}\n\n{traceback.format_exc()}")
+    except OSError as exc:
+        return f"not written: {exc.strerror}"
+    return str(path)
 
 
 if __name__ == "__main__":

@@ -8,7 +8,12 @@ if TYPE_CHECKING:
     from pydantic import ValidationError
 
 
-class ScenarioError(ValueError):
+class BridgeError(ValueError):
+    """The base of the project's own errors: str() is one line saying what is wrong and what is allowed. The command
+    line prints it as is and exits 2; anything else that escapes is a defect, reported with its traceback file."""
+
+
+class ScenarioError(BridgeError):
     """A scenario that cannot run; str() is the one-line message shown to the user (exit code 2, nothing written)."""
 
 

@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+from pydantic import BeforeValidator, Field, ValidationInfo, field_validator, model_validator
 
+from bridge.core.errors import BridgeError
 from bridge.core.schema import Strict
 
 SPLIT_SEED = 0  # the train/test split never moves with the scenario seed
@@ -35,7 +36,11 @@ APPLIES = {
 }
 
 
-class DatasetError(ValueError):
+def _all(value: Any) -> Any:
+    return None if value == "all" else value
+
+
+class DatasetError(BridgeError):
     """Data that cannot be loaded; str() is one line saying what is wrong and what to do."""
 
 
@@ -44,7 +49,8 @@ class DataConfig(Strict):
 
     dataset: Literal["digits", "mnist", "fashion_mnist", "cifar10", "cifar100", "image_folder", "npz"] = "digits"
     split: Literal["train", "test"] = "test"
-    n_samples: int | None = Field(default=None, gt=0)
+    # how many samples of the split are evaluated: all when left out (or `all`); more than the split has is an error
+    n_samples: Annotated[Annotated[int, Field(gt=0)] | None, BeforeValidator(_all)] = None
     balanced: bool = False  # as equal a count per class as possible
     root: str | None = None  # the folder with the files (npz: the file); default $ADVBRIDGE_CACHE/data/<dataset>
     download: bool = False

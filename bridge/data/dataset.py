@@ -78,7 +78,12 @@ def select(data: Dataset, n_samples: int | None, seed: int, balanced: bool = Fal
     `balanced` takes the classes round-robin (each class's samples in a seeded order), so class counts differ by at
     most one until a class runs out.
     """
-    if n_samples is None or n_samples >= len(data):
+    if n_samples is not None and n_samples > len(data):
+        raise DatasetError(
+            f"data.n_samples: {n_samples} is more than the {len(data)} samples of the {data.name} split evaluated; "
+            f"at most {len(data)}, or n_samples: all"
+        )
+    if n_samples is None or n_samples == len(data):
         return data
     rng = np.random.default_rng(seed)
     if balanced:

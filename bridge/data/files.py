@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import hashlib
-import os
 import shutil
 import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+from bridge.core.paths import cache_root, write_whole
 from bridge.data.config import DataConfig, DatasetError, as_config
 
 TEST_FOLDERS = ("test", "valid", "val")  # root/train + one of these: the image folder defines its own split
@@ -84,7 +84,7 @@ def data_root(cfg: DataConfig) -> Path:
     """`root`, or the default folder of a downloadable dataset (beside the model cache)."""
     if cfg.root is not None:
         return Path(cfg.root).expanduser()
-    return Path(os.environ.get("ADVBRIDGE_CACHE", Path.home() / ".cache" / "advbridge")) / "data" / cfg.dataset
+    return cache_root() / "data" / cfg.dataset
 
 
 def md5sum(path: Path) -> str:
@@ -96,20 +96,20 @@ def md5sum(path: Path) -> str:
 
 
 def fetch(url: str, dest: Path, md5: str) -> Path:
-    """Download `url` to `dest` and check its md5; a failed download or a mismatch leaves no file behind."""
+    """Download `url` to `dest` and check its md5; a failed, interrupted or mismatched download leaves no file."""
     dest.parent.mkdir(parents=True, exist_ok=True)
-    part = dest.with_name(dest.name + ".part")
-    try:
+
+    def download_checked(part: Path) -> None:
         with urllib.request.urlopen(url, timeout=60) as response, open(part, "wb") as out:
             shutil.copyfileobj(response, out, 1 << 20)
+        got = md5sum(part)
+        if got != md5:
+            raise DatasetError(f"{url}: md5 {got} is not the known {md5}; the download was discarded")
+
+    try:
+        write_whole(dest, download_checked)
     except OSError as exc:
-        part.unlink(missing_ok=True)
         raise DatasetError(f"{url}: download failed ({exc})") from None
-    got = md5sum(part)
-    if got != md5:
-        part.unlink()
-        raise DatasetError(f"{url}: md5 {got} is not the known {md5}; the download was discarded")
-    part.replace(dest)
     return dest
 
 
@@ -169,6 +169,11 @@ def missing(cfg: DataConfig | str) -> str | None:
     if name == "npz" and isinstance(found := npz_file(root), str):
         return f"npz: {found}; save x_train, y_train, x_test, y_test (or x, y) with numpy.savez"
     return None
+
+
+def to_download(cfg: DataConfig) -> list[str]:
+    """The files `run` downloads before it starts (`download: true` and not here yet); `validate` fetches nothing."""
+    return _absent(cfg) if cfg.dataset in REMOTE and cfg.download else []
 
 
 def download(cfg: DataConfig, log: Callable[[str], None] = print) -> None:

@@ -69,9 +69,10 @@ class TrainingDefence(Strict):
         else:
             training[TRAINING_DEFENCES[self.kind][1]] = self.value
         try:
-            return ModelConfig.model_validate({**raw, "training": training, "name": f"{cfg.name}/{self.name}"})
+            trained = ModelConfig.model_validate({**raw, "training": training})
         except ValidationError as e:
             raise ValueError(f"{self.kind} on model {cfg.name}: {first_error(e)}") from None
+        return trained.model_copy(update={"name": f"{cfg.name}/{self.name}"})  # a victim's name, not a user's
 
 
 # kind -> (what `value` is, the TrainingConfig field it sets)
@@ -110,6 +111,11 @@ def all_kinds() -> list[str]:
 
 def entry_name(entry: DefenceEntry) -> str:
     return NONE if entry == NONE else str(entry.name)
+
+
+def model_of(cfg: ModelConfig, entry: DefenceEntry) -> ModelConfig:
+    """The model a victim behind `entry` is built from: `cfg`, or `cfg` trained as the training defence says."""
+    return entry.apply(cfg) if isinstance(entry, TrainingDefence) else cfg
 
 
 def victim_name(model: str, entry: DefenceEntry) -> str:

@@ -29,6 +29,7 @@ import torch
 from pydantic import Field, TypeAdapter, ValidationError, model_validator
 from torch import nn
 
+from bridge.core.errors import BridgeError
 from bridge.core.schema import Strict
 
 GRADIENT_MODES = ("exact", "bpda", "eot")
@@ -36,7 +37,7 @@ GRADIENT_MODES = ("exact", "bpda", "eot")
 JPEG_BOUNDS = ((0.0, 1.0), (0.0, 255.0))
 
 
-class DefenceError(ValueError):
+class DefenceError(BridgeError):
     """A defence that cannot be built as written; str() is one line."""
 
 

@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bridge.core.errors import ScenarioError, one_line
+from bridge.core.paths import write_whole
 from bridge.engine.executors import OnProgress, Work, where
 from bridge.engine.result import Result
 from bridge.engine.task import Task
@@ -47,9 +48,7 @@ def _run(work: Work, task: Task, inputs: dict[str, Result], queue: Any, context:
     for path, (ref, size) in context["weights"].items():
         if not Path(path).is_file() or Path(path).stat().st_size != size:
             Path(path).parent.mkdir(parents=True, exist_ok=True)
-            part = Path(f"{path}.{os.getpid()}.part")
-            part.write_bytes(ray.get(ref))
-            part.replace(path)
+            write_whole(Path(path), lambda part, ref=ref: part.write_bytes(ray.get(ref)))
     queue.put_nowait((task.key, 0))  # it starts
     result = work(task, inputs, lambda units: queue.put_nowait((task.key, units)))
     gpus = ",".join(str(g) for g in ray.get_gpu_ids())

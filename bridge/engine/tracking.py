@@ -12,6 +12,8 @@ from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
+from bridge.core.errors import ScenarioError
+
 DEFAULT_URI = "sqlite:///mlruns/mlflow.db"
 
 
@@ -23,6 +25,53 @@ def resolve_uri(scenario_uri: str | None = None) -> str:
     uri = scenario_uri or os.environ.get("MLFLOW_TRACKING_URI") or DEFAULT_URI
     db = sqlite_path(uri)
     return f"sqlite:///{db.resolve()}" if db is not None else uri
+
+
+SCHEMES = ("sqlite:///", "http://", "https://", "postgresql", "mysql", "mssql")
+SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def uri_problem(uri: str) -> str | None:
+    """Why `uri` cannot be used as a tracking store from here, or None; writes nothing.
+
+    A sqlite file must be a SQLite database (or not exist yet, in a folder that can be created and written); a
+    server must answer its health check; a database server (postgresql, mysql, mssql) is taken as written.
+    """
+    allowed = "sqlite:///path/to/mlflow.db, http(s)://server, or a postgresql/mysql/mssql database URI"
+    if not uri.startswith(SCHEMES):
+        return f"{uri}: not a tracking store URI; allowed: {allowed}"
+    db = sqlite_path(uri)
+    if db is not None:
+        return _sqlite_problem(db)
+    if uri.startswith("http"):
+        return _server_problem(uri)
+    return None
+
+
+def _sqlite_problem(db: Path) -> str | None:
+    if db.is_dir():
+        return f"{db} is a folder; give the database file, e.g. sqlite:///{db / 'mlflow.db'}"
+    if db.exists():
+        with db.open("rb") as f:
+            head = f.read(len(SQLITE_HEADER))
+        return None if head in (SQLITE_HEADER, b"") else f"{db} is not a SQLite database"
+    folder = db.parent
+    while not folder.exists():
+        folder = folder.parent
+    if not folder.is_dir() or not os.access(folder, os.W_OK | os.X_OK):
+        return f"{db} cannot be created: {folder} is not a writable folder"
+    return None
+
+
+def _server_problem(uri: str) -> str | None:
+    import urllib.error
+    import urllib.request
+
+    try:
+        with urllib.request.urlopen(uri.rstrip("/") + "/health", timeout=5):
+            return None
+    except (urllib.error.URLError, OSError, ValueError) as exc:
+        return f"{uri}: the tracking server does not answer ({getattr(exc, 'reason', exc)})"
 
 
 def sqlite_path(uri: str) -> Path | None:
@@ -43,6 +92,9 @@ def creation_lock(uri: str) -> AbstractContextManager:
     db = sqlite_path(uri)
     if db is None:
         return nullcontext()
+    # MLflow's store imported before the lock rather than on first access under it: a second per process that a
+    # crowd of processes opening the store at once would otherwise spend in line.
+    import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     from filelock import FileLock
 
     db.parent.mkdir(parents=True, exist_ok=True)
@@ -74,8 +126,7 @@ def setup(uri: str, experiment: str) -> str:
         found = mlflow.get_experiment_by_name(experiment)
         if found is not None:
             return found.experiment_id
-        root = artifact_root(uri)
-        location = None if root is None else (root / experiment).resolve().as_uri()
+        location = _artifact_location(uri, experiment)
         try:
             # The tag makes the UI open on the runs table rather than the GenAI overview.
             return mlflow.create_experiment(
@@ -86,6 +137,18 @@ def setup(uri: str, experiment: str) -> str:
             if found is None:
                 raise
             return found.experiment_id
+
+
+def _artifact_location(uri: str, experiment: str) -> str | None:
+    """The experiment's artifact folder inside the store's artifact root (None for servers): a name that would
+    resolve outside it (`..`, a separator, a link) is refused, whatever checked the name before."""
+    root = artifact_root(uri)
+    if root is None:
+        return None
+    location = (root / experiment).resolve()
+    if location.parent != root.resolve():
+        raise ScenarioError(f"tracking.experiment: {experiment!r} would put its artifacts outside {root}")
+    return location.as_uri()
 
 
 def ui_url(host: str, port: int, experiment_id: str | None = None) -> str:

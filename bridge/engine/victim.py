@@ -18,7 +18,7 @@ import torch
 from bridge.core.identity import digest
 from bridge.data.config import DataConfig
 from bridge.data.dataset import Dataset, load_split, select
-from bridge.defences.grid import DefenceEntry, TrainingDefence, entry_name, parse_entry, victim_name
+from bridge.defences.grid import DefenceEntry, entry_name, model_of, parse_entry, victim_name
 from bridge.defences.preprocessing import Defence
 from bridge.engine.recipe import NONE, Recipe
 from bridge.models.build import build_model, model_identity
@@ -75,14 +75,14 @@ def load_data(cfg: DataConfig, seed: int, log: Callable[[str], None] = print) ->
     return _DATA.get_or(digest({"data": cfg.model_dump(mode="json"), "seed": seed}), load)
 
 
-def _front(entry: DefenceEntry, input_shape: tuple[int, ...]) -> Defence | None:
+def front(entry: DefenceEntry, input_shape: tuple[int, ...]) -> Defence | None:
     """The defence the network is built for and trained behind (one that changes the inputs), if any."""
     return entry if isinstance(entry, Defence) and entry.changes_shape(input_shape) else None
 
 
 def make_recipe(scenario: Any, cfg: ModelConfig, entry: DefenceEntry, evaluation: Dataset, train: Dataset) -> Recipe:
     """The recipe of model `cfg` behind defence `entry` for `scenario`, without building anything."""
-    model = entry.apply(cfg) if isinstance(entry, TrainingDefence) else cfg
+    model = model_of(cfg, entry)
     return Recipe(
         name=victim_name(cfg.name, entry),
         base=cfg.name,
@@ -94,7 +94,7 @@ def make_recipe(scenario: Any, cfg: ModelConfig, entry: DefenceEntry, evaluation
         device=scenario.device,
         precision=scenario.precision,
         batch_size=scenario.batch_size,
-        model_identity=model_identity(model, train, _front(entry, train.input_shape)),
+        model_identity=model_identity(model, train, front(entry, train.input_shape)),
         data_fingerprint=evaluation.fingerprint,
         train_fingerprint=train.fingerprint,
     )
@@ -113,8 +113,7 @@ def build_victim(
         )
     cfg = ModelConfig.model_validate(recipe.model)
     entry: DefenceEntry = NONE if recipe.defence == NONE else parse_entry(recipe.defence)
-    if isinstance(entry, TrainingDefence):
-        cfg = entry.apply(cfg)
+    cfg = model_of(cfg, entry)
     device = resolve_device(recipe.device)
     if cfg.framework == "keras":
         net, record = build_model(cfg, train, progress, log, train_missing=train_missing)
@@ -122,7 +121,7 @@ def build_victim(
         shape, k, bounds = evaluation.input_shape, evaluation.n_classes, evaluation.bounds
         model: SharedModel | KerasModel = KerasModel(net, shape, k, bounds, recipe.device, recipe.name, norm)
     else:
-        behind = _front(entry, train.input_shape)
+        behind = front(entry, train.input_shape)
         net, record = build_model(cfg, train, progress, log, device, behind, train_missing)
         if isinstance(entry, Defence) and behind is None:
             net = entry.wrap(net, evaluation.bounds).to(device)

@@ -2,22 +2,27 @@
 
 Zoo models are trained on the train split and cached in `$ADVBRIDGE_CACHE/models` (default
 `~/.cache/advbridge/models`) under a hash of what determines their weights (`cache_key`): a second run with
-the same config loads the state dict instead of training. With `normalize`, the model is
+the same config loads the state dict instead of training. Many processes may share the cache: one trains a
+key while the others wait on its lock and load what it wrote; files appear whole (written beside, then renamed)
+and a file that fails to load is reported, deleted and trained again. With `normalize`, the model is
 `Normalized(net, mean, std)`, so every toolkit feeds inputs in pixel units and eps is always in pixel units.
 """
 
 from __future__ import annotations
 
-import os
+import functools
 from collections.abc import Callable
+from contextlib import suppress
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 import torch
+from filelock import FileLock, Timeout
 from torch import nn
 
 from bridge.core.errors import one_line
 from bridge.core.identity import digest, file_sha256
+from bridge.core.paths import cache_root, write_whole
 from bridge.data.dataset import Dataset
 from bridge.models.config import ModelConfig
 from bridge.models.errors import ModelError
@@ -47,7 +52,7 @@ class Front(Protocol):
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("ADVBRIDGE_CACHE", Path.home() / ".cache" / "advbridge")) / "models"
+    return cache_root() / "models"
 
 
 def cache_key(cfg: ModelConfig, data: Dataset, front: Front | None = None) -> str:
@@ -87,26 +92,22 @@ def build_model(
     torch.manual_seed(cfg.training.seed)  # initialisation (and dropout during training) is reproducible
     if cfg.torchscript is not None:
         net: nn.Module = load_torchscript(cfg.torchscript)
-    elif cfg.mlflow is not None:
-        net = load_mlflow(cfg.mlflow)
+    elif cfg.mlflow is not None and cfg.factory is None and cfg.arch is None:
+        net = load_mlflow(cfg.mlflow, trust_pickle=cfg.trust_pickle)
     elif cfg.factory is not None:
         net = call_factory(cfg.factory, cfg.factory_kwargs)
     else:
         shape = train_data.input_shape if front is None else front.out_shape(train_data.input_shape)
         net = build(cfg.arch, shape, train_data.n_classes, cfg.dropout, cfg.options)
+    if cfg.mlflow is not None and (cfg.factory is not None or cfg.arch is not None):
+        load_mlflow(cfg.mlflow, net=net)  # a state dict logged to MLflow, for the network of factory or arch
     if cfg.checkpoint is not None:
         load_checkpoint(net, cfg.checkpoint)
+    check_model(cfg, train_data, front)
     model = net
     if front is not None:
-        if not cfg.trained_here or cfg.normalize is not None:
-            raise ModelError(
-                f"{front.kind} changes the inputs: the model must be a zoo arch trained here, without normalize"
-            )
         model = front.wrap(net, train_data.bounds)
     if cfg.normalize is not None:
-        channels = train_data.input_shape[0]
-        if len(cfg.normalize.mean) != channels:
-            raise ModelError(f"normalize has {len(cfg.normalize.mean)} channel(s) but the inputs have {channels}")
         model = Normalized(net, cfg.normalize.mean, cfg.normalize.std)
     model.to(device).eval()
     check_outputs(model, train_data, device)
@@ -116,17 +117,14 @@ def build_model(
         key = cache_key(cfg, train_data, front)
         weights = cache_dir() / f"{cfg.arch}-{key}.pt"
         record.update(hash=key, data=train_data.fingerprint)
-        if weights.exists():
-            net.load_state_dict(torch.load(weights, map_location="cpu", weights_only=True))
-        else:
-            _refuse_training(cfg, weights, train_missing)
-            data_text = f"{train_data.name} [{train_data.fingerprint}]"
-            log(f"training {cfg.name} on {data_text} ({cfg.training.epochs} epochs); cached as {weights.name}")
+
+        def fit() -> nn.Module:
+            log(_training_line(cfg, train_data, weights))
             record.update(trained=True, **train(model, train_data, cfg.training, progress, f"training {cfg.name}"))
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            tmp = weights.with_suffix(f".{os.getpid()}.tmp")
-            torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, tmp)
-            tmp.replace(weights)
+            return net
+
+        refuse = functools.partial(_refuse_training, cfg, weights, train_missing)
+        _load_or_train(weights, functools.partial(_load_state, net), fit, _save_state, log, refuse)
     sha = file_sha256(weights) if weights is not None else None
     record.update(checkpoint=None if weights is None else str(weights), sha256=sha)
     record.setdefault("hash", _outside_identity(cfg, sha))
@@ -142,7 +140,7 @@ def build_keras_model(
 ) -> tuple[Any, dict[str, Any]]:
     """The Keras model of `cfg` (trained or loaded from the cache, or read from its .keras file) and its record,
     as `build_model` gives for PyTorch; normalisation is applied by `KerasModel`, not folded in here."""
-    from bridge.models.keras_zoo import build_keras, load_keras_file, nhwc, save_keras, train_keras
+    from bridge.models.keras_zoo import build_keras, load_keras_file, nhwc, train_keras
 
     record: dict[str, Any] = {"config": cfg.model_dump(mode="json"), "trained": False}
     if cfg.keras is not None:
@@ -151,18 +149,17 @@ def build_keras_model(
         key = cache_key(cfg, train_data)
         weights = cache_dir() / f"{cfg.arch}-keras-{key}.keras"
         record.update(hash=key, data=train_data.fingerprint)
-        if weights.exists():
-            net = load_keras_file(weights)
-        else:
-            _refuse_training(cfg, weights, train_missing)
+
+        def fit() -> Any:
             cfg.training.check_input(train_data.input_shape)
             shape, classes = train_data.input_shape, train_data.n_classes
-            net = build_keras(cfg.arch, shape, classes, cfg.dropout, cfg.options, cfg.training.seed)
-            data_text = f"{train_data.name} [{train_data.fingerprint}]"
-            log(f"training {cfg.name} (Keras) on {data_text} ({cfg.training.epochs} epochs); cached as {weights.name}")
-            record.update(trained=True, **train_keras(net, train_data, cfg.training, progress))
-            weights.parent.mkdir(parents=True, exist_ok=True)
-            save_keras(net, weights)
+            fresh = build_keras(cfg.arch, shape, classes, cfg.dropout, cfg.options, cfg.training.seed)
+            log(_training_line(cfg, train_data, weights))
+            record.update(trained=True, **train_keras(fresh, train_data, cfg.training, progress))
+            return fresh
+
+        refuse = functools.partial(_refuse_training, cfg, weights, train_missing)
+        net = _load_or_train(weights, load_keras_file, fit, lambda trained, path: trained.save(path), log, refuse)
     x = nhwc(train_data.x[:2])
     try:
         out = tuple(net(x, training=False).shape)
@@ -178,6 +175,22 @@ def build_keras_model(
     return net, record
 
 
+def check_model(cfg: ModelConfig, data: Dataset, front: Front | None = None) -> None:
+    """What can be checked of `cfg` against the data without building the network (ModelError: one line)."""
+    if front is not None and (not cfg.trained_here or cfg.normalize is not None):
+        raise ModelError(
+            f"{front.kind} changes the inputs: the model must be a zoo arch trained here, without normalize"
+        )
+    channels = data.input_shape[0]
+    if cfg.normalize is not None and len(cfg.normalize.mean) != channels:
+        raise ModelError(f"normalize has {len(cfg.normalize.mean)} channel(s) but the inputs have {channels}")
+    if cfg.trained_here:
+        try:
+            cfg.training.check_input(data.input_shape)
+        except ValueError as exc:
+            raise ModelError(f"training: {exc}") from None
+
+
 def model_identity(cfg: ModelConfig, train_data: Dataset, front: Front | None = None) -> str:
     """The `hash` of the model's record, known without building it: the cache key of a zoo model trained here,
     else its config with the sha256 of the file its weights come from (none for a factory without checkpoint)."""
@@ -188,7 +201,8 @@ def model_identity(cfg: ModelConfig, train_data: Dataset, front: Front | None = 
 
 
 def _outside_identity(cfg: ModelConfig, sha: str | None) -> str:
-    return digest({"model": cfg.model_dump(mode="json", exclude={"name"}), "sha256": sha})
+    # trust_pickle says how the weights may be loaded, not what they are (and leaves earlier identities as they were)
+    return digest({"model": cfg.model_dump(mode="json", exclude={"name", "trust_pickle"}), "sha256": sha})
 
 
 def _refuse_training(cfg: ModelConfig, weights: Path, train_missing: bool) -> None:
@@ -198,3 +212,64 @@ def _refuse_training(cfg: ModelConfig, weights: Path, train_missing: bool) -> No
             f"model {cfg.name} is not in the model cache ({weights}); the driver trains it before cells run: "
             "a worker on another machine needs the same ADVBRIDGE_CACHE"
         )
+
+
+T = TypeVar("T")
+
+
+def _load_or_train(
+    weights: Path,
+    load: Callable[[Path], T],
+    fit: Callable[[], T],
+    save: Callable[[T, Path], None],
+    log: Callable[[str], None],
+    refuse: Callable[[], None],
+) -> T:
+    """The model in cache file `weights` (`load`), else the one `fit` trains, `save`d there; `refuse` raises where
+    training is not allowed. One trainer per file across processes: the others wait on a lock beside it, then
+    load what it wrote. A file that fails to load is reported in one line, deleted and trained again."""
+    if weights.is_file():
+        with suppress(Exception):  # files appear whole (`write_whole`); a damaged one is dealt with under the lock
+            return load(weights)
+    refuse()
+    weights.parent.mkdir(parents=True, exist_ok=True)
+    lock = FileLock(f"{weights}.lock")
+    try:
+        held = lock.acquire(timeout=0)
+    except Timeout:
+        log(f"waiting for another process to train {weights.name}")
+        held = lock.acquire()
+    with held:
+        if weights.is_file():
+            try:
+                return load(weights)
+            except Exception as e:
+                log(f"model cache file {weights} fails to load ({one_line(e, 200)}): deleted, training it again")
+                weights.unlink()
+        for stale in weights.parent.glob(f"{weights.stem}.*.tmp{weights.suffix}"):
+            stale.unlink()  # left by a writer killed by a signal: only the lock's holder writes this key
+        model = fit()
+        write_whole(weights, functools.partial(save, model))
+        return model
+
+
+def _load_state(net: nn.Module, path: Path) -> None:
+    """Load the state dict in `path` into `net`; `net` is left untouched by a file that is not one of its own."""
+    state = torch.load(path, map_location="cpu", weights_only=True)
+    own = net.state_dict()
+    if not isinstance(state, dict) or {k: v.shape for k, v in state.items()} != {k: v.shape for k, v in own.items()}:
+        raise ValueError("its tensors are not those of this model")
+    net.load_state_dict(state)
+
+
+def _save_state(net: nn.Module, path: Path) -> None:
+    """`net`'s state dict, on the CPU, in bytes set by the weights alone (given a path rather than an open file,
+    torch.save would name the archive inside after the file)."""
+    with path.open("wb") as f:
+        torch.save({k: v.detach().cpu() for k, v in net.state_dict().items()}, f)
+
+
+def _training_line(cfg: ModelConfig, data: Dataset, weights: Path) -> str:
+    framework = " (Keras)" if cfg.framework == "keras" else ""
+    where = f"{data.name} [{data.fingerprint}]"
+    return f"training {cfg.name}{framework} on {where} ({cfg.training.epochs} epochs); cached as {weights.name}"

@@ -7,7 +7,7 @@ from typing import Any, Literal
 
 from pydantic import Field, PositiveFloat, model_validator
 
-from bridge.core.schema import Strict
+from bridge.core.schema import Name, Strict, check_name
 from bridge.models.keras_zoo import KERAS_ARCHITECTURES, unsupported_training
 from bridge.models.training import TrainingConfig
 from bridge.models.zoo import ARCHITECTURES, validate_options
@@ -33,14 +33,15 @@ class NormalizeConfig(Strict):
 
 class ModelConfig(Strict):
     """Exactly one source: `arch` (a zoo architecture), `factory`, `torchscript`, `mlflow` or `keras` (a .keras
-    file); small_cnn when none is given.
+    file); small_cnn when none is given. `mlflow` may go with `arch` or `factory`: a state dict logged to MLflow,
+    loaded into that network (which is then not trained here).
 
     `checkpoint` (a state dict) goes with `arch` (load it instead of training) or with `factory`; `options`,
     `dropout` and `training` are for zoo architectures, `factory_kwargs` for factories. `framework: keras` builds
     and trains the Keras version of `arch` (KERAS_ARCHITECTURES); a `keras` file implies it.
     """
 
-    name: str | None = None  # default: the arch (with -keras for Keras), the factory's function or the file's stem
+    name: Name | None = None  # default: the arch (with -keras for Keras), the factory's function or the file's stem
     framework: Literal["torch", "keras"] = "torch"
     arch: Literal[tuple(ARCHITECTURES)] | None = None  # type: ignore[valid-type]
     options: dict[str, Any] = {}
@@ -51,22 +52,28 @@ class ModelConfig(Strict):
     checkpoint: Path | None = None
     torchscript: Path | None = None
     mlflow: str | None = Field(default=None, pattern=r"^(models|runs):/.+")  # a logged PyTorch model's URI
+    trust_pickle: bool = False  # an mlflow model loadable only by running code from its file (a pickled module)
     keras: Path | None = None  # a Keras model saved with model.save("file.keras"): NHWC inputs, logits out
     normalize: NormalizeConfig | None = None
 
     @model_validator(mode="after")
     def _one_source(self) -> ModelConfig:
         given = [s for s in SOURCES if getattr(self, s) is not None]
-        if len(given) > 1:
-            raise ValueError(f"give exactly one of {', '.join(SOURCES)}; got {' and '.join(given)}")
+        weights_only = self.mlflow is not None and given in (["arch", "mlflow"], ["factory", "mlflow"])
+        if len(given) > 1 and not weights_only:
+            raise ValueError(
+                f"give exactly one of {', '.join(SOURCES)}; got {' and '.join(given)} (mlflow may also go with arch "
+                "or factory: a state dict for that network)"
+            )
         if not given:
             self.arch = DEFAULT_ARCH
         misplaced = {
             "options": self.arch is None,
             "dropout": self.arch is None,
-            "training": self.arch is None or self.checkpoint is not None,
+            "training": self.arch is None or self.checkpoint is not None or self.mlflow is not None,
             "factory_kwargs": self.factory is None,
             "checkpoint": self.torchscript is not None or self.mlflow is not None or self.keras is not None,
+            "trust_pickle": self.mlflow is None or weights_only,
         }
         for option, wrong in misplaced.items():
             if wrong and option in self.model_fields_set:
@@ -83,6 +90,10 @@ class ModelConfig(Strict):
                 self.name = self.arch + ("-keras" if self.framework == "keras" else "")
             else:
                 self.name = self.factory.split(":")[1] if self.factory else self.torchscript.stem
+            try:
+                check_name(self.name)
+            except ValueError as exc:
+                raise ValueError(f"name: the default name (from the source) {exc}; set name:") from None
         return self
 
     def _check_framework(self) -> None:
@@ -107,6 +118,8 @@ class ModelConfig(Strict):
         if self.torchscript is not None:
             return "a torchscript model"
         if self.mlflow is not None:
+            if self.arch is not None or self.factory is not None:
+                return f"MLflow weights loaded into {'an arch' if self.arch is not None else 'a factory model'}"
             return "an MLflow model"
         if self.factory is not None:
             return "a factory model"
@@ -115,4 +128,4 @@ class ModelConfig(Strict):
     @property
     def trained_here(self) -> bool:
         """Whether build_model trains this model (or loads it from the cache)."""
-        return self.arch is not None and self.checkpoint is None
+        return self.arch is not None and self.checkpoint is None and self.mlflow is None

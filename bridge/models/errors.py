@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from bridge.core.errors import BridgeError
 
-class ModelError(ValueError):
+
+class ModelError(BridgeError):
     """A model that cannot be built; str() is one line naming the problem."""

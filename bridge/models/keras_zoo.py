@@ -11,7 +11,6 @@ cannot reproduce (see `unsupported_training`).
 from __future__ import annotations
 
 import functools
-import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -202,10 +201,3 @@ def load_keras_file(path: Path) -> Any:
         return keras.saving.load_model(path, compile=False, safe_mode=True)
     except Exception as e:
         raise ModelError(f"keras file {path} could not be loaded: {one_line(e, 200)}") from None
-
-
-def save_keras(net: Any, path: Path) -> None:
-    """Write atomically: a concurrent reader sees the old file or the complete new one."""
-    tmp = path.with_name(f"{path.stem}.{os.getpid()}.tmp.keras")
-    net.save(tmp)
-    tmp.replace(path)

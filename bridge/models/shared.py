@@ -15,6 +15,19 @@ import torch
 from torch import nn
 
 
+def device_problem(device: str) -> str | None:
+    """Why `device` (auto, cpu, cuda, cuda:N) cannot be used on this machine, or None."""
+    if device in ("auto", "cpu"):
+        return None
+    count = torch.cuda.device_count() if torch.cuda.is_available() else 0
+    index = int(device.partition(":")[2] or 0)
+    if count == 0:
+        return f"{device}: this machine has no CUDA device; use auto or cpu"
+    if index >= count:
+        return f"{device}: this machine has {count} CUDA device(s), cuda:0 to cuda:{count - 1}"
+    return None
+
+
 def resolve_device(device: str) -> torch.device:
     """`auto` means cuda when available, else cpu; anything else is passed to torch as written."""
     if device == "auto":

@@ -21,7 +21,11 @@ def reaggregate(uri: str, run_id: str) -> tuple[pd.DataFrame, str]:
     """The comparison table of study `run_id` (its attrs as `run_scenario` sets them), recomputed from the store,
     and the study's experiment name. The parent's tables, plots and checks are rewritten."""
     from bridge.engine.tracking import client as open_client
+    from bridge.engine.tracking import sqlite_path
 
+    db = sqlite_path(uri)
+    if db is not None and not db.is_file():  # opening it would create an empty store
+        raise ScenarioError(f"{run_id}: there is no tracking store at {db}")
     client = open_client(uri)
     try:
         run = client.get_run(run_id)

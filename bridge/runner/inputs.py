@@ -3,6 +3,7 @@ each model's record, its weights and training curves, and the plan (every task's
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -14,6 +15,7 @@ from bridge.engine.result import Aggregate
 from bridge.engine.store import Store
 from bridge.engine.task import Task
 from bridge.engine.victim import Victim
+from bridge.models.errors import ModelError
 
 PLAN = "study/plan.json"
 
@@ -58,13 +60,18 @@ def params(plan: Any, recipes: list[Recipe], n_samples: int, n_tasks: int) -> di
 
 def victim_record(v: Victim) -> Aggregate:
     """A victim's record on the parent: config, weights file and sha256; for a model trained in this study also
-    the weights, the training time and the loss and accuracy curves (per epoch)."""
+    the weights (refused if the file no longer has the recorded sha256), the training time and the loss and
+    accuracy curves (per epoch)."""
     name, record = v.name, v.record
     out = Aggregate(
         {f"model/{name}/record.json": canonical_json({k: x for k, x in record.items() if not k.endswith("_curve")})}
     )
     if record.get("trained"):
-        out.files[f"model/{name}/{Path(record['checkpoint']).name}"] = Path(record["checkpoint"]).read_bytes()
+        path = Path(record["checkpoint"])
+        weights = path.read_bytes()
+        if hashlib.sha256(weights).hexdigest() != record["sha256"]:
+            raise ModelError(f"{path} changed after {name} was trained: it no longer holds the weights evaluated")
+        out.files[f"model/{name}/{path.name}"] = weights
         out.metrics[f"train_time_s.{name}"] = record["train_time_s"]
     return out
 

@@ -18,16 +18,15 @@ from typing import Any
 
 import pandas as pd
 
-from bridge.core.errors import ScenarioError
 from bridge.core.identity import digest
 from bridge.engine.executors import Executor, LocalExecutor
 from bridge.engine.owner import Heartbeat
 from bridge.engine.result import Result
 from bridge.engine.store import EXAMPLES, Store
 from bridge.engine.task import Task
-from bridge.engine.tracking import resolve_uri
-from bridge.engine.victim import Victim, forget, load_data, make_recipe, victim
+from bridge.engine.victim import Victim, forget, victim
 from bridge.runner import inputs, resume
+from bridge.runner.preflight import Inputs, preflight
 from bridge.runner.progress import StudyProgress
 from bridge.scenario.load import Plan, load, load_raw
 from bridge.studies.registry import KINDS, run_task
@@ -55,23 +54,20 @@ class Study:
 
     def run(self, resume_from: bool | str | None = None) -> pd.DataFrame:
         """The study's comparison table (see `run_scenario`)."""
-        if self.plan.data_missing:  # before anything is written
-            raise ScenarioError(f"{self.plan.path}: data: {self.plan.data_missing}")
+        prepared = preflight(self.plan, self.log)  # a problem here is one line, before anything is written
         if self.execution.executor == "ray":  # Ray missing, or too few GPUs: one line, before anything is written
             from bridge.engine.ray_executor import Connection
 
             self.connection = Connection(self.execution)
         try:
-            return self._run(resume_from)
+            return self._run(prepared, resume_from)
         finally:
             if self.connection is not None:
                 self.connection.close()
 
-    def _run(self, resume_from: bool | str | None) -> pd.DataFrame:
+    def _run(self, prepared: Inputs, resume_from: bool | str | None) -> pd.DataFrame:
         scn = self.plan.scenario
-        uri = resolve_uri(scn.tracking.uri)
-        evaluation, train = load_data(scn.data, scn.seed, self.log)
-        recipes = [make_recipe(scn, cfg, entry, evaluation, train) for cfg in scn.model_list for entry in scn.defences]
+        uri, evaluation, recipes = prepared.uri, prepared.evaluation, prepared.recipes
         tasks: list[Task] = []
         metas: dict[str, Any] = {}
         for kind in scn.kinds:

@@ -8,20 +8,21 @@ naming the file, the key path and what is allowed.
 from __future__ import annotations
 
 import copy
+import math
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import BaseModel, ValidationError
 
 from bridge.core.errors import ScenarioError
 from bridge.data.config import DatasetError
 from bridge.data.dataset import n_classes
 from bridge.data.files import missing
-from bridge.defences.grid import TrainingDefence
+from bridge.defences.grid import model_of
+from bridge.scenario import reading
 from bridge.scenario.schema import Scenario
 
 __all__ = ["Plan", "ScenarioError", "load", "load_raw"]
@@ -36,7 +37,7 @@ class Plan:
     scenario: Any  # a Scenario
     raw: dict[str, Any]
     studies: dict[str, Any] = field(default_factory=dict)  # kind name -> its plan
-    data_missing: str | None = None  # the data is not on this machine: `run` refuses, `validate` says so
+    data_missing: str | None = None  # the data is not on this machine (and not to be downloaded): refused
 
     @property
     def cells(self) -> list[Any]:
@@ -103,7 +104,10 @@ def apply_overrides(raw: dict[str, Any], overrides: list[str]) -> dict[str, Any]
             elif not isinstance(node, dict):
                 raise ScenarioError(f"--set {item}: {'.'.join(parts[:i])} is not a mapping")
             if last:
-                node[part] = yaml.safe_load(value)
+                try:
+                    node[part] = reading.parse(value)
+                except reading.YamlError as exc:
+                    raise ScenarioError(f"--set {key}: {exc}") from None
             else:
                 node = node.setdefault(part, {}) if isinstance(node, dict) else node[part]
     return raw
@@ -113,15 +117,11 @@ def load(path: str | Path, overrides: list[str] | None = None) -> Plan:
     """Read, override, validate and plan a scenario file; any problem is one ScenarioError line."""
     path = Path(path)
     try:
-        source = path.read_text()
+        source, raw = reading.read(path)
     except OSError as exc:
         raise ScenarioError(f"{path}: cannot read the scenario file ({exc.strerror})") from None
-    try:
-        raw = yaml.safe_load(source)
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        raise ScenarioError(f"{path}: not valid YAML{where}: {getattr(exc, 'problem', exc)}") from None
+    except reading.YamlError as exc:
+        raise ScenarioError(f"{path}: {exc}") from None
     return load_raw(raw, overrides, source=source, path=str(path))
 
 
@@ -142,7 +142,7 @@ def _check_training_attacks(scenario: Any, n_classes: int) -> None:
     """An adversarial training's attack must be one its toolkit can run: refused here, not after the data loads."""
     for i, cfg in enumerate(scenario.model_list):
         for j, entry in enumerate(scenario.defences):
-            model = entry.apply(cfg) if isinstance(entry, TrainingDefence) else cfg
+            model = model_of(cfg, entry)
             adversarial = model.training.adversarial
             if adversarial is None:
                 continue
@@ -153,6 +153,19 @@ def _check_training_attacks(scenario: Any, n_classes: int) -> None:
                 raise ScenarioError(f"{key}: {exc}") from None
 
 
+def _refuse_nan(value: Any, where: tuple = ()) -> None:
+    """NaN is never a setting (a NaN budget would report robust accuracy = clean accuracy): refused at any depth,
+    `options` included. (Infinite numbers are refused by the schema where a finite one is meant.)"""
+    if isinstance(value, float) and math.isnan(value):
+        raise ScenarioError(f"{_path(where)}: NaN is not a value; give a number")
+    if isinstance(value, dict):
+        for k, v in value.items():
+            _refuse_nan(v, (*where, k))
+    elif isinstance(value, list):
+        for i, v in enumerate(value):
+            _refuse_nan(v, (*where, i))
+
+
 def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", path: str = "<scenario dict>") -> Plan:
     """Validate and plan a scenario given as a mapping (what the YAML file holds)."""
     if not isinstance(raw, dict):
@@ -160,6 +173,7 @@ def load_raw(raw: Any, overrides: list[str] | None = None, *, source: str = "", 
     raw = copy.deepcopy(raw)
     try:
         raw = apply_overrides(raw, overrides or [])
+        _refuse_nan(raw)
         scenario = Scenario.model_validate(raw)
         absent = missing(scenario.data)
         if absent and scenario.data.dataset in ("image_folder", "npz"):  # their class count is in the files

@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, create_model, model_validator
 
-from bridge.core.schema import Strict
+from bridge.core.schema import Name, Strict
 from bridge.data.config import DataConfig
 from bridge.defences.grid import NONE, check_entries, parse_entry
 from bridge.models.config import ModelConfig
@@ -19,7 +19,7 @@ from bridge.studies.registry import KINDS
 
 class TrackingConfig(Strict):
     uri: str | None = None  # default: $MLFLOW_TRACKING_URI, else sqlite:///mlruns/mlflow.db
-    experiment: str | None = None  # default: the scenario name
+    experiment: Name | None = None  # default: the scenario name
 
 
 class RayConfig(Strict):
@@ -31,7 +31,7 @@ class RayConfig(Strict):
 
 
 class ScenarioBase(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    name: Name
     seed: int = 0
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the model's forward under autocast, for every toolkit

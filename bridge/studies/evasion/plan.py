@@ -69,6 +69,7 @@ def expand(scenario: Any) -> list[tuple[int, str, AttackSpec, str]]:
 def plan_cells(scenario: Any, n_classes: int) -> list[Cell]:
     """Translate every cell through its adapter; refuse entries no listed toolkit can run."""
     from bridge.attacks.adapter import Unsupported, get_adapter
+    from bridge.attacks.options import option_problem
 
     cells: list[Cell] = []
     for i, toolkit, spec, origin in expand(scenario):
@@ -82,6 +83,10 @@ def plan_cells(scenario: Any, n_classes: int) -> list[Cell]:
             adapter.check(translation)
         except ValueError as exc:
             raise ScenarioError(f"attacks[{i}].options: {exc}") from None
+        cls = adapter.native_class(translation.native)
+        for name, value in spec.options.items():
+            if problem := option_problem(cls, name, value):
+                raise ScenarioError(f"attacks[{i}].options.{name}: {toolkit} {translation.native}: {problem}")
         cells.append(Cell(i, spec, translation, origin=origin))
     for i, entry in enumerate(scenario.attacks):
         mine = [c for c in cells if c.index == i]
