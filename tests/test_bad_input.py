@@ -10,6 +10,7 @@ import re
 from pathlib import Path
 
 import pytest
+from crafted import Payload
 
 from bridge.cli.main import main
 from bridge.scenario.reading import MAX_BYTES, MAX_NODES
@@ -30,16 +31,6 @@ f: &f [*e, *e, *e, *e, *e, *e, *e, *e, *e, *e]
 g: &g [*f, *f, *f, *f, *f, *f, *f, *f, *f, *f]
 h: &h [*g, *g, *g, *g, *g, *g, *g, *g, *g, *g]
 """
-
-
-class Payload:
-    """What a crafted file carries: unpickling it calls a function of the attacker's choosing."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "the payload ran"))
 
 
 def with_model(model: str) -> str:

@@ -13,6 +13,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
+from crafted import PAYLOAD_TEXT, Payload
 from PIL import Image
 from pydantic import ValidationError
 
@@ -171,16 +172,6 @@ def test_a_tarball_without_a_batch_is_named(tmp_path: Path) -> None:
         load_split(cfg, "train")
 
 
-class Payload:
-    """What a crafted batch file would carry: unpickling it calls a function of the attacker's choosing."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return (Path.write_text, (self.marker, "the payload ran"))
-
-
 def test_a_crafted_cifar_batch_runs_nothing(tmp_path: Path) -> None:
     """A batch file in data.root is read by a restricted unpickler: a pickle that calls a function is refused."""
     marker = tmp_path / "ran.txt"
@@ -196,7 +187,7 @@ def test_a_crafted_cifar_batch_runs_nothing(tmp_path: Path) -> None:
         load_split(DataConfig(dataset="cifar10", root=str(tmp_path)), "test")
     assert not marker.exists()
     pickle.loads(crafted)  # what plain unpickling would have done
-    assert marker.read_text() == "the payload ran"
+    assert marker.read_text() == PAYLOAD_TEXT
 
 
 # --- image folders ------------------------------------------------------------------------------------------------

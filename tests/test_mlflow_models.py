@@ -10,7 +10,6 @@ from __future__ import annotations
 import importlib
 import io
 import json
-import pathlib
 import re
 import shutil
 import sys
@@ -24,6 +23,7 @@ import mlflow.pytorch
 import pytest
 import torch
 import yaml
+from crafted import PAYLOAD_TEXT, Payload
 from mlflow.tracking._tracking_service.utils import _use_tracking_uri
 from pydantic import ValidationError
 
@@ -43,16 +43,6 @@ def make(n_classes=2, hidden=16):
 """
 
 
-class Payload:
-    """Unpickled, this writes `marker`: pickle calls pathlib.Path.write_text(marker, "ran")."""
-
-    def __init__(self, marker: Path):
-        self.marker = marker
-
-    def __reduce__(self):
-        return pathlib.Path.write_text, (self.marker, "ran")
-
-
 def pickled_payload(marker: Path) -> bytes:
     buffer = io.BytesIO()
     torch.save(Payload(marker), buffer)
@@ -70,7 +60,8 @@ def pt2_with_payload(archive: Path, marker: Path, out: Path) -> None:
             if info.filename.endswith("models/model.json"):
                 text = data.decode()
                 expr = re.search(r'"expr_str": "([^"]+)"', text).group(1)
-                payload = f"{expr} if __import__('pathlib').Path({str(marker)!r}).write_text('ran') else {expr}"
+                write = f"__import__('pathlib').Path({str(marker)!r}).write_text({PAYLOAD_TEXT!r})"
+                payload = f"{expr} if {write} else {expr}"
                 data = text.replace(f'"{expr}"', json.dumps(payload)).encode()
             dst.writestr(info, data)
 
@@ -209,7 +200,7 @@ def test_the_crafted_payloads_are_live(registry: SimpleNamespace, tmp_path: Path
     pt2 = tmp_path / "model.pt2"
     pt2_with_payload(registry.root / "saved" / "pt2" / "data" / "model.pt2", tmp_path / "exported", pt2)
     torch.export.load(str(pt2))
-    assert (tmp_path / "pickled").read_text() == "ran" and (tmp_path / "exported").read_text() == "ran"
+    assert (tmp_path / "pickled").read_text() == PAYLOAD_TEXT == (tmp_path / "exported").read_text()
 
 
 # --- what loads ---------------------------------------------------------------------------------------------------

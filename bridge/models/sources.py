@@ -216,7 +216,7 @@ def _load_mlflow_model(uri: str, local: Path, trust_pickle: bool) -> Any:
         import mlflow.pytorch
 
         try:  # as before trust_pickle existed (into MLflow's own folder: code logged with the model stays importable)
-            return mlflow.pytorch.load_model(uri, map_location="cpu")
+            return mlflow.pytorch.load_model(uri, map_location="cpu")  # trusted: the scenario says trust_pickle
         except Exception as e:
             raise ModelError(f"mlflow model {uri} could not be loaded: {one_line(e, 200)}") from None
     if exported is not None and exported.is_file():
