@@ -21,9 +21,9 @@ def test_catalogue_scenario_runs_every_attack(store, model_cache) -> None:
     assert {"native:FAB", "native:DDNAttack"} <= ran
     assert set(table.loc[table["status"] == "ok", "toolkit"]) == {"art", "foolbox", "torchattacks"}
     checks = pd.DataFrame(table.attrs["checks"])
-    assert len(checks) == 10 and set(checks["status"]) <= {"passed", "failed", "skipped"}
+    assert len(checks) == 12 and set(checks["status"]) <= {"passed", "failed", "skipped"}
     skipped = set(checks.loc[checks["status"] == "skipped", "name"])
-    assert skipped == {"direct_beats_transfer"}  # a cell for every check but the defences' (no defence here)
+    assert skipped == {"direct_beats_transfer", "detector_not_degenerate"}  # no defence, no detector here
     client = MlflowClient(store)
     parent = table.attrs["parent_run_id"]
     names = {a.path for a in client.list_artifacts(parent, "security")} | {

@@ -11,7 +11,13 @@ from bridge.attacks.spec import resolve_attack
 from bridge.models.shared import SharedModel
 from bridge.studies.evasion.analysis import Outcome
 from bridge.studies.evasion.cell import measure
-from bridge.studies.evasion.checks import model_checks, run_checks
+from bridge.studies.evasion.checks import (
+    detector_not_degenerate,
+    gradients_available,
+    model_checks,
+    run_checks,
+    toolkits_agree,
+)
 
 
 def outcomes(model: SharedModel, x: torch.Tensor, y: torch.Tensor, cells: list[dict]) -> list[Outcome]:
@@ -54,8 +60,21 @@ class Noisy(nn.Module):
         return x + 0.05 * torch.randn_like(x)
 
 
-def wrap(layer: nn.Module, digits_model: SharedModel) -> SharedModel:
-    return SharedModel(nn.Sequential(layer, digits_model.net), digits_model.input_shape, 10, name="designed")
+class Scale(nn.Module):
+    """Multiplies the logits: the same decisions, but a softmax saturated to exactly one-hot in float32."""
+
+    def __init__(self, factor: float):
+        super().__init__()
+        self.factor = factor
+
+    def forward(self, logits: torch.Tensor) -> torch.Tensor:
+        return logits * self.factor
+
+
+def wrap(layer: nn.Module, digits_model: SharedModel, after: bool = False) -> SharedModel:
+    """The digits network behind `layer` (or in front of it, `after`), as a new shared model."""
+    net = nn.Sequential(digits_model.net, layer) if after else nn.Sequential(layer, digits_model.net)
+    return SharedModel(net, digits_model.input_shape, 10, name="designed")
 
 
 def test_no_check_fires_on_the_clean_model(digits_model, digits_batch) -> None:
@@ -67,7 +86,45 @@ def test_no_check_fires_on_the_clean_model(digits_model, digits_batch) -> None:
     cells += [{"attack": "square", "norm": "linf", "eps": 0.2, "max_queries": 200, "toolkit": "torchattacks"}]
     status = checks(digits_model, x, y, cells)
     assert status.pop("direct_beats_transfer") == "skipped"  # no defence, no transferred cells (test_defence_grid)
+    assert status.pop("detector_not_degenerate") == "skipped"  # no detector (test_a_degenerate_detector_is_flagged)
     assert set(status.values()) == {"passed"}, status  # every other check had its cells, and none fired
+
+
+def test_every_model_probe_passes_on_the_clean_model(digits_model, digits_batch) -> None:
+    x, y = digits_batch
+    probes = model_checks(digits_model, x, y, digits_model.predict(x).argmax(1))
+    assert [p.status for p in probes] == ["passed", "passed"], probes
+    assert probes[0].detail.startswith("ce: 0%, margin: 0%, dlr: 0% of ")  # every loss probed, none vanishing
+
+
+class MarginOnly:
+    """A model that offers the margin gradient alone, as KerasModel does."""
+
+    def __init__(self, model: SharedModel):
+        self.margin_gradient, self.bounds, self.n_classes = model.margin_gradient, model.bounds, model.n_classes
+
+
+def test_a_model_with_the_margin_gradient_alone_says_what_was_not_probed(digits_model, digits_batch) -> None:
+    x, y = digits_batch
+    check = gradients_available(MarginOnly(digits_model), x, y, digits_model.predict(x).argmax(1))
+    assert check.status == "passed" and check.detail.startswith("margin: 0% of ")
+    assert check.detail.endswith("; not probed: ce, dlr")
+
+
+def test_saturated_logits_trip_the_gradient_check_on_the_cross_entropy(digits_model, digits_batch) -> None:
+    """Logits x 1e4: the softmax is exactly one-hot, so the cross-entropy gradient is exactly zero on every correct
+    sample and FGSM finds nothing, while the margin and DLR gradients (scale-free) still point the way."""
+    x, y = digits_batch
+    model = wrap(Scale(1e4), digits_model, after=True)
+    clean = model.predict(x).argmax(1)
+    check = gradients_available(model, x, y, clean)
+    correct = int((clean == y).sum())
+    assert check.status == "failed", check
+    assert check.detail.startswith(f"ce: 100%, margin: 0%, dlr: 0% of {correct} correctly classified samples")
+    assert "attacks on the ce loss are blind" in check.detail
+    assert model.loss_gradient(x[clean == y], y[clean == y], "ce").abs().max() == 0  # exactly zero, not just small
+    (fgsm,) = outcomes(model, x, y, [{"attack": "fgsm", "norm": "linf", "eps": 0.3, "toolkit": "torchattacks"}])
+    assert fgsm.row["robust_accuracy"] == fgsm.row["clean_accuracy"]  # blind: eps 0.3 breaks no sample
 
 
 def test_zero_gradients_trip_gradient_and_large_eps_checks(digits_model, digits_batch) -> None:
@@ -118,3 +175,43 @@ def test_square_beating_white_box_trips_the_masking_check(toolkit, digits_model,
     ]
     status = checks(model, x, y, cells)
     assert status["white_box_beats_score_based"] == "failed"
+
+
+def crafted(accuracies: dict[str, float], cell: dict) -> list[Outcome]:
+    """Outcomes of one spec in several toolkits with the given robust accuracies (no per-sample table)."""
+    out = []
+    for toolkit, accuracy in accuracies.items():
+        spec = resolve_attack({"batch_size": 64, **cell, "toolkit": toolkit})
+        out.append(Outcome(spec, {"model": "m", "toolkit": toolkit, "status": "ok", "robust_accuracy": accuracy}))
+    return out
+
+
+SQUARE = {"attack": "square", "norm": "linf", "eps": 0.3, "max_queries": 1000}
+APGD = {"attack": "apgd", "norm": "linf", "eps": 0.3}
+
+
+def test_toolkits_that_disagree_are_named_with_their_notes() -> None:
+    apart = crafted({"art": 0.62, "torchattacks": 0.50}, SQUARE)  # 12 points
+    close = crafted({"art": 0.52, "foolbox": 0.50, "torchattacks": 0.49}, APGD)  # 3 points
+    check = toolkits_agree(apart + close, tol=1 / 64)
+    assert check.status == "failed"
+    assert check.cells == "square-linf eps=0.3: art 0.620, torchattacks 0.500"  # apgd is within the threshold
+    assert "; [square-linf | art] loss=None is ART's margin" in check.detail  # each translation's notes, once
+    assert toolkits_agree(close, tol=1 / 64).status == "passed"
+    assert toolkits_agree(crafted({"art": 0.52, "torchattacks": 0.40}, APGD), tol=0.2).status == "passed"  # 1 sample
+    other_eps = crafted({"art": 0.9}, APGD) + crafted({"torchattacks": 0.1}, {**APGD, "eps": 0.1})
+    assert toolkits_agree(other_eps, tol=1 / 64).status == "skipped"  # no spec in two toolkits: nothing to compare
+
+
+def test_a_degenerate_detector_is_flagged() -> None:
+    def row(toolkit: str, detection: float, fpr: float) -> dict:
+        return {"toolkit": toolkit, "trained_on": "art", "detection_rate": detection, "false_positive_rate": fpr}
+
+    flags_everything = detector_not_degenerate([row("art", 1.0, 1.0)])
+    assert flags_everything.status == "failed"
+    assert flags_everything.cells == "art examples, trained on art: detection rate 1.000 at false positive rate 1.000"
+    assert detector_not_degenerate([row("art", 0.95, 0.05), row("foolbox", 0.2, 0.2)]).cells.startswith("foolbox")
+    assert detector_not_degenerate([row("art", 0.95, 0.05), row("foolbox", 0.8, 0.05)]).status == "passed"
+    assert detector_not_degenerate([]).status == "skipped"
+    table = run_checks([], [], 10, 1.0, detector=[row("art", 1.0, 1.0)]).set_index("name")["status"]
+    assert table["detector_not_degenerate"] == "failed"

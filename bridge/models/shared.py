@@ -35,6 +35,21 @@ def resolve_device(device: str) -> torch.device:
     return torch.device(device)
 
 
+def attack_loss(logits: torch.Tensor, y: torch.Tensor, loss: str) -> torch.Tensor:
+    """Per-sample loss an untargeted attack maximises: `ce` (cross-entropy), `margin` (best other logit - true
+    logit: C&W's, Square's) or `dlr` (Croce & Hein 2020: -(z_y - max_{i!=y} z_i) / (z_pi1 - z_pi3); 3+ classes)."""
+    if loss == "ce":
+        return torch.nn.functional.cross_entropy(logits, y, reduction="none")
+    true = logits.gather(1, y[:, None]).squeeze(1)
+    other = logits.masked_fill(torch.nn.functional.one_hot(y, logits.shape[1]).bool(), -torch.inf).amax(1)
+    if loss == "margin":
+        return other - true
+    if loss == "dlr":
+        top = logits.sort(1, descending=True).values
+        return -(true - other) / (top[:, 0] - top[:, 2] + 1e-12)
+    raise ValueError(f"unknown attack loss '{loss}'; allowed: ce, margin, dlr")
+
+
 @dataclass
 class Counters:
     """Passes through the network: calls (batched invocations) and samples (batch items)."""
@@ -183,14 +198,21 @@ class SharedModel(Observed, nn.Module):
                 module.train(training)
 
     def margin_gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Gradient of (true logit - best other logit) w.r.t. the inputs, for the bridge's gradient check."""
-        xs = x.detach().clone().requires_grad_(True)
+        """Gradient of (true logit - best other logit) w.r.t. the inputs (the interface KerasModel shares)."""
+        return -self.loss_gradient(x, y, "margin")
+
+    def loss_gradient(self, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 128) -> torch.Tensor:
+        """Gradient w.r.t. the inputs of the summed per-sample attack loss `loss` (see `attack_loss`), computed as
+        the attacks compute it: float32 logits, autograd. Passes count only inside `counting()`, like any other."""
+        grads = []
         with self.eval_mode():
-            logits = self(xs)
-            true = logits.gather(1, y[:, None]).squeeze(1)
-            other = logits.masked_fill(torch.nn.functional.one_hot(y, logits.shape[1]).bool(), -torch.inf).amax(1)
-            (grad,) = torch.autograd.grad((true - other).sum(), xs)
-        return grad
+            for i in range(0, len(x), batch_size):
+                xs = x[i : i + batch_size].detach().to(self.device).clone().requires_grad_(True)
+                (grad,) = torch.autograd.grad(
+                    attack_loss(self(xs), y[i : i + batch_size].to(self.device), loss).sum(), xs
+                )
+                grads.append(grad)
+        return torch.cat(grads) if grads else torch.empty_like(x)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 512) -> torch.Tensor:

@@ -7,19 +7,33 @@ AutoAttack's flags, Pintor et al.'s indicators of attack failure (see ../shared/
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import pandas as pd
 import torch
 
+from bridge.attacks.adapter import get_adapter
 from bridge.attacks.catalogue import ITERATIVE
+from bridge.attacks.spec import AttackSpec
 from bridge.models.shared import SharedModel
 from bridge.studies.evasion.analysis import Outcome
 
 # Attacks whose three translations are the same algorithm when no randomness is involved (tests/test_parity.py).
 DETERMINISTIC_PARITY = {("fgsm", "linf"), ("bim", "linf"), ("pgd", "linf")}
 PARITY_TOL = 1e-6
+# The same spec's robust accuracy in two toolkits further apart than this (or one sample, if more) is named.
+AGREE_TOL = 0.05
+# The losses of the catalogue's gradient attacks (ce: FGSM, PGD, APGD; margin: C&W, EAD; dlr: APGD-T), whose input
+# gradients the gradient check probes.
+GRADIENT_LOSSES = ("ce", "margin", "dlr")
+# A gradient vanishes where ||grad||_1 x input range < VANISHING: to first order, no perturbation inside the input box
+# moves the loss by more, below float32's resolution (1.2e-7) of a loss of order one. Exact zeros included; the
+# criterion does not depend on the input's units.
+VANISHING = 1e-8
+VANISHING_SHARE = 0.05  # the share of correctly classified samples with such a gradient that fails the check
+DETECTOR_MAX_FPR = 0.5  # a detector flagging this share of clean inputs or more is degenerate
 
 
 @dataclass
@@ -187,17 +201,92 @@ def deterministic_agree(ok: list[Outcome]) -> Check:
     return check.trip(tripped, "the same deterministic attack gave different examples") if tripped else check
 
 
+def _notes(spec: AttackSpec) -> str:
+    """The toolkit's notes on its translation of `spec`: how it differs in meaning from the others."""
+    entry = get_adapter(spec.toolkit).entry(spec)
+    return entry.notes if entry is not None else ""
+
+
+def toolkits_agree(ok: list[Outcome], tol: float) -> Check:
+    """The same spec run in several toolkits should leave about as many samples robust; a gap names a translation
+    that is weaker (or differs in meaning: see its notes) and understates the attack."""
+    check = Check("toolkits_agree", f"the toolkits running one spec agree on robust accuracy within {AGREE_TOL:.0%}")
+    groups: dict[tuple, list[Outcome]] = {}
+    for o in ok:
+        if not math.isnan(_acc(o)):
+            groups.setdefault(_same_except(o, {"toolkit", "batch_size"}), []).append(o)
+    compared = [c for c in groups.values() if len({o.spec.toolkit for o in c}) > 1]
+    if not compared:
+        return check.skip("no spec ran in two or more toolkits")
+    limit = max(AGREE_TOL, tol)
+    apart = [c for c in compared if max(map(_acc, c)) - min(map(_acc, c)) > limit]
+    if not apart:
+        return check
+    tripped = [f"{c[0].spec.label.rpartition(' | ')[0]}: " + ", ".join(f"{o.spec.toolkit} {_acc(o):.3f}" for o in c)
+               for c in apart]  # fmt: skip
+    notes = {f"{o.spec.attack}-{o.spec.norm} | {o.spec.toolkit}": _notes(o.spec) for c in apart for o in c}
+    message = f"toolkits differ by more than {limit:.3f} in robust accuracy on one spec; the weaker understates it"
+    return check.trip(tripped, message + "".join(f"; [{k}] {n}" for k, n in notes.items() if n))
+
+
+def detector_not_degenerate(rows: list[dict]) -> Check:
+    """A detector that flags half the clean inputs or more, or adversarial inputs no more often than clean ones
+    (chance), detects nothing, whatever its detection rate."""
+    check = Check("detector_not_degenerate", "the detector flags adversarial inputs more often than clean ones, and "
+                  f"fewer than {DETECTOR_MAX_FPR:.0%} of clean inputs")  # fmt: skip
+    if not rows:
+        return check.skip("no detector ran (the scenario's `detector:` adds one)")
+    tripped = [
+        f"{r['toolkit']} examples, trained on {r['trained_on']}: detection rate {r['detection_rate']:.3f} at false "
+        f"positive rate {r['false_positive_rate']:.3f}"
+        for r in rows
+        if r["false_positive_rate"] >= DETECTOR_MAX_FPR or r["detection_rate"] <= r["false_positive_rate"]
+    ]
+    message = f"a degenerate detector: false positive rate >= {DETECTOR_MAX_FPR} or detection no better than chance"
+    return check.trip(tripped, message) if tripped else check
+
+
+def _loss_gradients(model: SharedModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
+    """Input gradient of each probed attack loss (DLR needs three classes); a model without `loss_gradient`
+    (KerasModel) gives the margin's alone."""
+    if not hasattr(model, "loss_gradient"):
+        return {"margin": model.margin_gradient(x, y)}
+    return {loss: model.loss_gradient(x, y, loss) for loss in GRADIENT_LOSSES if loss != "dlr" or model.n_classes > 2}
+
+
 def gradients_available(model: SharedModel, x: torch.Tensor, y: torch.Tensor, clean_pred: torch.Tensor) -> Check:
-    """Zero input gradients of the logit margin on correctly classified samples mean the attacks are blind."""
-    check = Check("gradients_not_vanishing", "input gradients exist on correctly classified samples")
+    """Attacks are blind where the input gradient of the loss they optimise vanishes: saturated logits zero the
+    cross-entropy's while the margin's stays, a quantising layer zeroes every loss's. Probed per loss (every one in
+    GRADIENT_LOSSES, whichever the cells use: the victim task runs before them) on up to 256 correct samples."""
+    check = Check("gradients_not_vanishing", f"the input gradients of the attack losses ({', '.join(GRADIENT_LOSSES)})"
+                  " do not vanish on correctly classified samples")  # fmt: skip
     correct = clean_pred == y
     if not correct.any():
         return check.skip("no correctly classified sample")
-    grad = model.margin_gradient(x[correct][:256], y[correct][:256])
-    zero = (grad.flatten(1).abs().amax(1) < 1e-12).float().mean().item()
-    if zero > 0.05:
-        return check.trip(["(model)"], f"{zero:.0%} of correctly classified samples have a zero margin gradient")
+    x, y = x[correct][:256], y[correct][:256]
+    width = model.bounds[1] - model.bounds[0]
+    shares = {
+        loss: float((grad.flatten(1).abs().sum(1) * width < VANISHING).float().mean())
+        for loss, grad in _loss_gradients(model, x, y).items()
+    }
+    tripped = [loss for loss, share in shares.items() if share > VANISHING_SHARE]
+    if tripped:
+        blind = f": attacks on the {', '.join(tripped)} loss are blind (saturated logits or masked gradients)"
+        return check.trip(["(model)"], _vanishing_detail(shares, len(y)) + blind)
+    check.detail = _vanishing_detail(shares, len(y))
     return check
+
+
+def _vanishing_detail(shares: dict[str, float], n: int) -> str:
+    """Per probed loss, the share of the n samples whose gradient vanishes; the losses not probed (a keras model
+    gives the margin alone; dlr needs 3 classes)."""
+    missing = [loss for loss in GRADIENT_LOSSES if loss not in shares]
+    return (
+        ", ".join(f"{loss}: {share:.0%}" for loss, share in shares.items())
+        + f" of {n} correctly classified samples have a zero or vanishing input gradient"
+        + f" (||grad||_1 x input range < {VANISHING:g})"
+        + (f"; not probed: {', '.join(missing)}" if missing else "")
+    )
 
 
 def deterministic_outputs(model: SharedModel, x: torch.Tensor) -> Check:
@@ -220,9 +309,10 @@ def run_checks(
     n_classes: int,
     width: float,
     transferred: list[Outcome] = (),
+    detector: list[dict] = (),
 ) -> pd.DataFrame:
     """Every check on one model, as a table: check, question, status, cells, detail. `probes`: its `model_checks`;
-    `width`: the input range; `transferred`: its transfer rows."""
+    `width`: the input range; `transferred`: its transfer rows; `detector`: its detector table's rows."""
     ok = [o for o in outcomes if o.ok]
     tol = _tol(ok)
     checks = [
@@ -235,6 +325,8 @@ def run_checks(
         large_eps_reaches_chance(ok, tol, n_classes, width),
         no_budget_violations(ok),
         deterministic_agree(ok),
+        toolkits_agree(ok, tol),
+        detector_not_degenerate(list(detector)),
     ]
     return pd.DataFrame([vars(c) for c in checks])
 
