@@ -24,7 +24,7 @@ def cell(attack: str, toolkit: str, robust: list[bool], l2: list[float], reached
     spec = resolve_attack({"attack": attack, "norm": "l2", "toolkit": toolkit, "eps": eps})
     clean = [True, True, True, False]
     table = pd.DataFrame({"clean_correct": clean, "robust": robust, "reached": reached, "l2": l2})
-    row = {"model": "m", "attack": attack, "norm": "l2", "eps": eps, "targeted": "none", "status": "ok"}
+    row = {"model": "m", "attack": attack, "norm": "l2", "eps": eps, "targeted": "none", "variant": "", "status": "ok"}
     return Outcome(spec, row, table)
 
 

@@ -136,8 +136,8 @@ def test_a_resumed_study_says_which_tasks_changed(store, model_cache) -> None:
     MlflowClient(store).set_terminated(parent, "KILLED")  # as a reaped study ends
     changed = {**scenario, "attacks": [{**scenario["attacks"][0], "eps": [0.1, 0.3]}]}
     with pytest.raises(ScenarioError, match=rf"no unfinished study of changing has this plan; the latest, {parent}, "
-                                            r"differs: 2 new \(pgd-linf eps=0.3 \| art, pgd-linf eps=0.3 \| foolbox\); "
-                                            r"2 no longer in the scenario \(pgd-linf eps=0.2"):  # fmt: skip
+                                            r"differs: 2 new \(art · pgd-linf eps=0.3, foolbox · pgd-linf eps=0.3\); "
+                                            r"2 no longer in the scenario \(art · pgd-linf eps=0.2"):  # fmt: skip
         run_scenario(changed, log=lambda _: None, resume=True)
     messages: list[str] = []
     again = run_scenario(changed, log=messages.append, resume=parent)

@@ -1,4 +1,5 @@
-"""The `advbridge` command: run (and resume), aggregate, validate, list, ui. Heavy imports happen inside commands."""
+"""The `advbridge` command: run (and resume), aggregate, report, validate, list, ui. Heavy imports happen inside
+commands."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import sys
 
 from bridge.cli.listing import cmd_list
 from bridge.cli.output import UI_HOST, UI_PORT
-from bridge.core.errors import BridgeError, one_line
+from bridge.core.errors import BridgeError, ScenarioError, one_line
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -35,6 +36,17 @@ def _parser() -> argparse.ArgumentParser:
     agg = sub.add_parser("aggregate", help="recompute a study's tables, plots and checks from the store alone")
     agg.add_argument("run_id", metavar="RUN_ID", help="the study's parent run")
     agg.add_argument("--uri", **uri)
+
+    rep = sub.add_parser("report", help="write a study's report (HTML page and markdown), rebuilt from the store alone")
+    rep.add_argument(
+        "run_id", nargs="?", default="latest", metavar="RUN_ID",
+        help="the study's parent run, or latest (the default): the newest study in the store",
+    )  # fmt: skip
+    rep.add_argument(
+        "-o", "--output", default="report.html", metavar="FILE",
+        help="the HTML page (default: report.html here); the markdown is written beside it, as FILE with .md",
+    )  # fmt: skip
+    rep.add_argument("--uri", **uri)
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
     val.add_argument("scenario")
@@ -107,6 +119,27 @@ def cmd_aggregate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge.runner.aggregate import latest_study, report_of
+    from bridge.runner.preflight import checked_uri
+
+    html_path = Path(args.output)
+    md_path = html_path.with_suffix(".md")
+    if html_path.suffix == ".md":
+        raise ScenarioError(f"-o {args.output}: give the HTML page's path; the markdown is written beside it (.md)")
+    if not html_path.parent.is_dir():
+        raise ScenarioError(f"-o {args.output}: {html_path.parent} is not a folder")
+    uri = checked_uri(args.uri, "--uri")
+    run_id = latest_study(uri) if args.run_id == "latest" else args.run_id
+    html, markdown = report_of(uri, run_id)
+    html_path.write_text(html)
+    md_path.write_text(markdown)
+    print(f"Report of study {run_id}: {html_path} and {md_path} (also on the run, as report/report.html)")
+    return 0
+
+
 def ui_command(uri: str, port: int) -> list[str]:
     """The `mlflow server` command line for advbridge's store, bound to 127.0.0.1 only."""
     from bridge.engine.tracking import artifact_root
@@ -137,7 +170,8 @@ def main(argv: list[str] | None = None) -> int:
     with the file its traceback went to), 2 bad input (one line, nothing written), 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM)."""
     args = _parser().parse_args(argv)
-    commands = {"run": cmd_run, "aggregate": cmd_aggregate, "validate": cmd_validate, "list": cmd_list, "ui": cmd_ui}
+    commands = {"run": cmd_run, "aggregate": cmd_aggregate, "report": cmd_report, "validate": cmd_validate,
+                "list": cmd_list, "ui": cmd_ui}  # fmt: skip
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return commands[args.command](args)

@@ -13,7 +13,7 @@ def print_summary(table: Any, n_samples: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    from bridge.report.summary import LEGEND, summary
+    from bridge.report.summary import LEGEND, clean_accuracies, summary
 
     pivot = summary(table)
     out = Table(caption=LEGEND, caption_justify="left")
@@ -23,7 +23,7 @@ def print_summary(table: Any, n_samples: int) -> None:
         out.add_row(*map(str, values))
     console = Console(width=max(Console().width, 110))
     console.print(out)
-    clean = table.dropna(subset=["clean_accuracy"]).groupby("model", sort=False)["clean_accuracy"].first()
+    clean = clean_accuracies(table)
     if len(clean):
         per_model = ", ".join(f"{m} {a:.3f}" for m, a in clean.items()) if len(clean) > 1 else f"{clean.iloc[0]:.3f}"
         console.print(f"clean accuracy {per_model} on {n_samples} samples")

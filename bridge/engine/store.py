@@ -8,6 +8,7 @@ are done; `load` reads a result back exactly as it was computed.
 
 from __future__ import annotations
 
+import math
 import tempfile
 import time
 from collections.abc import Iterator
@@ -24,6 +25,15 @@ ROLE, KEY, KIND, STATUS, OWNER, HEARTBEAT = (
 EXAMPLES = "advbridge.examples"  # "stored" when a child's result holds its arrays
 MLFLOW_STATUS = {"ok": "FINISHED", "unsupported": "FINISHED", "failed": "FAILED"}
 BATCH = 100  # params + tags per request (MLflow's limit)
+
+
+TAG_LIMIT = 8000  # characters: MLflow refuses a longer tag value (a long description is one)
+
+
+def _fit(value: str) -> str:
+    """`value` within MLflow's tag limit: a longer one is cut, saying so (the whole text is an artifact)."""
+    cut = "\n\n… cut to MLflow's limit on a tag; the whole text is in the run's artifacts"
+    return value if len(value) <= TAG_LIMIT else value[: TAG_LIMIT - len(cut)] + cut
 
 
 def _ms(seconds: float) -> int:
@@ -106,11 +116,15 @@ class Store:
         }  # fmt: skip
         if result.state in ("failed", "unsupported"):
             all_tags["error" if result.state == "failed" else "reason"] = result.status.split(": ", 1)[-1][:5000]
+        finite = {k: float(v) for k, v in result.metrics.items() if math.isfinite(v)}
+        # MLflow stores inf as 1.8e308 and NaN as nothing readable: the value is a tag, the metric left out
+        all_tags |= {f"metric.{k}": str(float(v)) for k, v in result.metrics.items() if k not in finite}
         start = result.started or time.time()
+        all_tags = {k: _fit(str(v)) for k, v in all_tags.items()}
         run = self.client.create_run(self.experiment_id, start_time=_ms(start), tags=all_tags, run_name=task.label)
         run_id = run.info.run_id
         now = _ms(time.time())
-        metrics = [Metric(k, float(v), now, 0) for k, v in result.metrics.items()]
+        metrics = [Metric(k, v, now, 0) for k, v in finite.items()]
         entries = [Param(k, str(v)) for k, v in params.items()]
         for i in range(0, max(len(entries), len(metrics)), BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + BATCH], params=entries[i : i + BATCH])
@@ -151,7 +165,7 @@ class Store:
             self.client.log_table(run_id, table, name)
         now = _ms(time.time())
         metrics = [Metric(k, float(v), now, 0) for k, v in record.metrics.items()]
-        tags = [RunTag(k, str(v)) for k, v in record.tags.items()]
+        tags = [RunTag(k, _fit(str(v))) for k, v in record.tags.items()]
         for i in range(0, max(len(metrics), len(tags)), BATCH):
             self.client.log_batch(run_id, metrics=metrics[i : i + BATCH], tags=tags[i : i + BATCH])
 

@@ -11,6 +11,7 @@
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -26,6 +27,7 @@ from bridge.engine.store import EXAMPLES, Store
 from bridge.engine.task import Task
 from bridge.engine.victim import Victim, forget, victim
 from bridge.runner import inputs, resume
+from bridge.runner.aggregate import every_cell_failed, write_report
 from bridge.runner.preflight import Inputs, preflight
 from bridge.runner.progress import StudyProgress
 from bridge.scenario.load import Plan, load, load_raw
@@ -76,12 +78,13 @@ class Study:
         store = Store(uri, scn.tracking.experiment or scn.name)
         for run_id in store.reap():
             self.log(f"study {run_id} was left RUNNING by a driver that is gone: ended as KILLED")
-        parent_id, new = self._parent(store, resume_from, tasks, recipes, evaluation.name)
+        parent_id, new = self._parent(store, resume_from, tasks, recipes, evaluation.name, len(evaluation))
         with Heartbeat(lambda now: store.beat(parent_id, now)):
             try:
                 reused, fresh = self._results(store, parent_id, new, tasks, metas, inputs.params(
                     self.plan, recipes, len(evaluation), len(tasks)))  # fmt: skip
                 summaries = self._aggregate(store, parent_id, tasks, metas, {**reused, **fresh})
+                write_report(store, parent_id, summaries, [*reused.values(), *fresh.values()])
             except KeyboardInterrupt:
                 store.end(parent_id, "KILLED")
                 raise
@@ -105,9 +108,10 @@ class Study:
         return table
 
     def _parent(
-        self, store: Store, resume_from: bool | str | None, tasks: list[Task], recipes: list, dataset: str
+        self, store: Store, resume_from: bool | str | None, tasks: list[Task], recipes: list, dataset: str, n: int
     ) -> tuple[str, bool]:
-        """The parent run's id, and whether it is new."""
+        """The parent run's id, and whether it is new (named for the scenario, its sample count and its start, so
+        that two executions of one scenario are told apart in the run list)."""
         scn = self.plan.scenario
         identity = digest(sorted(t.key for t in tasks), 32)
         parent, changed = resume.choose(store, scn.name, resume_from, identity, tasks) if resume_from else (None, "")
@@ -116,7 +120,8 @@ class Study:
                 self.log(f"--resume: no unfinished study of {scn.name} in {store.uri}; starting a new one")
             tags = {"scenario": scn.name, "dataset": dataset, "models": ", ".join(r.name for r in recipes),
                     resume.STUDY: identity}  # fmt: skip
-            return store.create_parent(scn.name, tags), True
+            name = f"{scn.name} · {n} samples · {time.strftime('%Y-%m-%d %H:%M')}"
+            return store.create_parent(name, tags), True
         parent_id = parent.info.run_id
         store.take_over(parent_id)
         store.client.set_tag(parent_id, resume.STUDY, identity)
@@ -215,12 +220,6 @@ class Study:
             summaries.append(KINDS[name].aggregate(mine, meta))
             store.write(parent_id, summaries[-1].record)
         return summaries
-
-
-def every_cell_failed(table: pd.DataFrame) -> bool:
-    """A study failed when every cell that ran (not unsupported) failed; then its parent run ends FAILED."""
-    ran = table[~table["status"].str.startswith("unsupported")]
-    return bool(len(ran)) and bool(ran["status"].str.startswith("failed").all())
 
 
 def _context(uri: str, victims: list[Victim]) -> dict[str, Any]:

@@ -27,7 +27,8 @@ from bridge.studies.evasion.analysis import (
 from bridge.studies.evasion.checks import Check, run_checks
 
 TABLE_COLUMNS = [
-    "model", "defence", "dataset", "attack", "norm", "eps", "targeted", "evaluation", "toolkit", "native_class",
+    "model", "defence", "dataset", "attack", "norm", "eps", "targeted", "variant", "evaluation", "toolkit",
+    "native_class",
     "status",
     "clean_accuracy", "robust_accuracy", "robust_accuracy_worst_case", "attack_success_rate", "median_distance",
     "linf_mean", "linf_max", "l2_mean", "l2_max", "l0_mean", "budget_violations", "wall_time_s", "samples_per_s",
@@ -54,41 +55,58 @@ def outcome(result: Result) -> Outcome:
 def aggregate(results: list[Result], meta: dict[str, Any]) -> Summary:
     by_key = {r.key: r for r in results}
     victims = [r for r in results if r.kind == "victim" and r.ok]
-    direct = [outcome(by_key[e["task"]]) if "task" in e else Outcome(None, dict(e["row"])) for e in meta["rows"]
-              if "row" in e or e["task"] in by_key]  # fmt: skip
-    transferred = [outcome(r) for r in results if r.kind == "transfer" and r.ok]
+    direct = [_direct(e, by_key) for e in meta["rows"] if "row" in e or e["task"] in by_key]
+    variant = {o.spec.model_dump_json(): o.row["variant"] for o in direct if o.spec is not None}
+    transferred = [outcome(r) for r in results if r.kind == "transfer"]  # failed ones too: every cell is a row
+    for o in transferred:
+        o.row["variant"] = variant.get(o.spec.model_dump_json(), "")
     consensus, agreement = worst_case_per_group(direct)
     table = pd.DataFrame([o.row for o in direct + transferred], columns=TABLE_COLUMNS)
-    checks = _checks(direct, transferred, victims)
+    checks = _checks(direct, transferred, victims, [r for r in results if r.kind == "detector" and r.ok])
     multi = len(victims) > 1
+    # The worst case of a defended model counts the examples transferred to it: they are attacks on it too.
+    by_eps = worst_case_by_eps([o for o in direct + transferred if o.ok])
+    flagged = set(checks.loc[checks["status"] == "failed", "model"]) if len(checks) else set()
     record = (
         _comparison(table, meta["scenario"])
-        | _consensus(consensus, agreement, worst_case_by_eps(direct), security_curves(direct))
+        | _consensus(consensus, agreement, security_curves(direct))
+        | _worst_case(by_eps, {v.row["model"]: v.row["clean_accuracy"] for v in victims}, flagged)
         | _checks_record(checks)
         | _victims(victims, multi)
         | _detector([r for r in results if r.kind == "detector" and r.ok])
     )
     if meta["defences"] > 1:
-        record = record | _tradeoff(tradeoff_table(direct + transferred, victims))
+        record = record | _tradeoff(tradeoff_table(by_eps, victims), flagged)
     return Summary(table, checks, record)
 
 
-def _checks(direct: list[Outcome], transferred: list[Outcome], victims: list[Result]) -> pd.DataFrame:
+def _direct(entry: dict[str, Any], by_key: dict[str, Result]) -> Outcome:
+    """A direct row of the table: a cell's outcome (with the variant the plan named), or a cell that did not run."""
+    if "row" in entry:
+        return Outcome(None, dict(entry["row"]))
+    found = outcome(by_key[entry["task"]])
+    found.row["variant"] = entry.get("variant", "")
+    return found
+
+
+def _checks(
+    direct: list[Outcome], transferred: list[Outcome], victims: list[Result], detectors: list[Result]
+) -> pd.DataFrame:
     frames = []
     for v in victims:
         name = v.row["model"]
         probes = [Check(**c) for c in v.tables["checks"]]
         width = v.row["upper_bound"] - v.row["lower_bound"]
         mine = [o for o in direct if o.row["model"] == name]
-        moved = [t for t in transferred if t.row["model"] == name]
-        frames.append(run_checks(mine, probes, v.row["n_classes"], width, moved).assign(model=name))
+        moved = [t for t in transferred if t.ok and t.row["model"] == name]
+        flagged = [row for d in detectors if d.row["model"] == name for row in d.tables["detector"]]
+        frames.append(run_checks(mine, probes, v.row["n_classes"], width, moved, flagged).assign(model=name))
     return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame()
 
 
-def tradeoff_table(outcomes: list[Outcome], victims: list[Result]) -> pd.DataFrame:
+def tradeoff_table(worst: pd.DataFrame, victims: list[Result]) -> pd.DataFrame:
     """Per (model, defence) and (norm, eps): clean accuracy and the per-sample worst case over every attack and
-    toolkit (transferred examples included), from `worst_case_by_eps`."""
-    worst = worst_case_by_eps([o for o in outcomes if o.ok])
+    toolkit (transferred examples included: `worst` is `worst_case_by_eps` of every ran cell)."""
     columns = ["model", "base_model", "defence", "gradient", "clean_accuracy"]
     info = pd.DataFrame([{k: v.row[k] for k in columns} for v in victims], columns=columns)
     if worst.empty:
@@ -119,10 +137,8 @@ def _comparison(table: pd.DataFrame, name: str) -> Aggregate:
     )
 
 
-def _consensus(
-    consensus: pd.DataFrame, agreement: dict[tuple, pd.DataFrame], by_eps: pd.DataFrame, curves: pd.DataFrame
-) -> Aggregate:
-    """Per-sample worst cases, toolkit agreement and security curves."""
+def _consensus(consensus: pd.DataFrame, agreement: dict[tuple, pd.DataFrame], curves: pd.DataFrame) -> Aggregate:
+    """Per-sample worst cases over toolkits, toolkit agreement and security curves."""
     out = Aggregate()
     if len(consensus):
         out.files["consensus/worst_case_per_attack.csv"] = consensus.to_csv(index=False)
@@ -135,15 +151,27 @@ def _consensus(
         ]
         frame = pd.DataFrame(pairs, columns=[*GROUP, "toolkit_a", "toolkit_b", "agreement"])
         out.files["consensus/agreement.csv"] = frame.to_csv(index=False)
-    if len(by_eps):
-        out.files["consensus/worst_case_by_eps.csv"] = by_eps.to_csv(index=False)
-        out.tables["consensus/worst_case_by_eps.json"] = by_eps
     if len(curves):
         out.files["security/curves.csv"] = curves.to_csv(index=False)
         for (model, attack, norm, targeted), rows in curves.groupby(["model", "attack", "norm", "targeted"]):
             suffix = "" if targeted == "none" else f"-{targeted}"
             fig = plots.security_curve(rows, f"{attack} {norm} ({model}): robust accuracy from distances")
             out.files[f"plots/{model}/security_curve-{attack}-{norm}{suffix}.png"] = plots.png(fig)
+    return out
+
+
+def _worst_case(by_eps: pd.DataFrame, clean: dict[str, float], flagged: set[str]) -> Aggregate:
+    """Per threat model, the per-sample worst case over every attack and toolkit vs eps: table and one plot per
+    norm (flagged models, whose checks failed, marked)."""
+    out = Aggregate()
+    if len(by_eps):
+        out.files["consensus/worst_case_by_eps.csv"] = by_eps.to_csv(index=False)
+        out.tables["consensus/worst_case_by_eps.json"] = by_eps
+        for norm, rows in by_eps.groupby("norm"):
+            title = f"{norm}: per-sample worst case over every attack and toolkit"
+            out.files[f"plots/worst_case_vs_eps-{norm}.png"] = plots.png(
+                plots.worst_case_curve(rows, title, clean, flagged)
+            )
     return out
 
 
@@ -188,9 +216,9 @@ def _detector(results: list[Result]) -> Aggregate:
     return out
 
 
-def _tradeoff(tradeoff: pd.DataFrame) -> Aggregate:
-    """Clean vs worst-case robust accuracy, one point per (model, defence): table and plot."""
+def _tradeoff(tradeoff: pd.DataFrame, flagged: set[str]) -> Aggregate:
+    """Clean vs worst-case robust accuracy, one point per (model, defence), flagged ones marked: table and plot."""
     out = Aggregate({"tradeoff.csv": tradeoff.to_csv(index=False)})
     if len(tradeoff):
-        out.files["plots/tradeoff.png"] = plots.png(plots.tradeoff(tradeoff))
+        out.files["plots/tradeoff.png"] = plots.png(plots.tradeoff(tradeoff, flagged))
     return out

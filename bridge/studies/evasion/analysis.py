@@ -16,7 +16,7 @@ import torch
 from bridge.attacks.spec import AttackSpec
 from bridge.studies.evasion.metrics import within
 
-GROUP = ["model", "attack", "norm", "eps", "targeted"]
+GROUP = ["model", "attack", "norm", "eps", "targeted", "variant"]  # one spec on one victim, over its toolkits
 
 
 @dataclass

@@ -61,8 +61,8 @@ class Evasion:
         if task.kind == "attack":
             translation = task.params["translation"]
             params["native_class"] = tags["native_class"] = translation["native_class"]
-            if translation["notes"]:
-                tags["notes"] = translation["notes"]
+            if translation["notes"]:  # the cell's own differences in meaning, also as the run's description
+                tags["notes"] = tags["mlflow.note.content"] = translation["notes"]
             if translation["defaults"] == "toolkit":
                 tags["defaults"] = "toolkit"
             if task.params["origin"] != "scenario":

@@ -15,6 +15,7 @@ from bridge.engine.recipe import NONE, Recipe
 from bridge.engine.task import Task
 from bridge.studies.evasion.checks import DETERMINISTIC_PARITY
 from bridge.studies.evasion.config import AttackEntry
+from bridge.studies.evasion.naming import cell_name, variants
 
 STUDY = "evasion"
 
@@ -28,6 +29,7 @@ class Cell:
     translation: Translation | None = None
     unsupported: str | None = None
     origin: str = "scenario"  # or the `checks` option that added it
+    variant: str = ""  # how it differs from the grid's other cells of its attack, norm, eps and toolkit (naming.py)
 
 
 def _check_entries(scenario: Any, width: float) -> list[tuple[str, AttackEntry]]:
@@ -88,6 +90,8 @@ def plan_cells(scenario: Any, n_classes: int) -> list[Cell]:
             if problem := option_problem(cls, name, value):
                 raise ScenarioError(f"attacks[{i}].options.{name}: {toolkit} {translation.native}: {problem}")
         cells.append(Cell(i, spec, translation, origin=origin))
+    for cell, variant in zip(cells, variants([c.spec for c in cells]), strict=True):
+        cell.variant = variant
     for i, entry in enumerate(scenario.attacks):
         mine = [c for c in cells if c.index == i]
         if all(c.unsupported for c in mine):
@@ -96,7 +100,7 @@ def plan_cells(scenario: Any, n_classes: int) -> list[Cell]:
     return cells
 
 
-def base_row(spec: AttackSpec, native: str | None, recipe: Recipe, status: str) -> dict[str, Any]:
+def base_row(spec: AttackSpec, native: str | None, recipe: Recipe, status: str, variant: str = "") -> dict[str, Any]:
     """A cell's identity columns in the comparison table."""
     return {
         "model": recipe.name,
@@ -106,6 +110,7 @@ def base_row(spec: AttackSpec, native: str | None, recipe: Recipe, status: str) 
         "norm": spec.norm,
         "eps": spec.eps,
         "targeted": spec.targeted,
+        "variant": variant,
         "evaluation": "direct",
         "toolkit": spec.toolkit,
         "native_class": native,
@@ -139,11 +144,13 @@ def tasks(scenario: Any, cells: list[Cell], recipes: list[Recipe], n_samples: in
         source = recipe.defence == NONE and recipe.base in transfer_from
         for cell in cells:
             if cell.unsupported:
-                rows.append({"row": base_row(cell.spec, None, recipe, f"unsupported: {cell.unsupported}")})
+                rows.append(
+                    {"row": base_row(cell.spec, None, recipe, f"unsupported: {cell.unsupported}", cell.variant)}
+                )
                 continue
             task = _attack_task(cell, recipe, n_samples, suffix, source or _detector_cell(cell.spec, scenario.detector))
             attacks[recipe.key].append(task)
-            rows.append({"task": task.key})
+            rows.append({"task": task.key, "variant": cell.variant})
         out += attacks[recipe.key]
     for recipe in recipes:
         if recipe.preprocessing and recipe.base in transfer_from:
@@ -166,7 +173,7 @@ def _attack_task(cell: Cell, recipe: Recipe, n_samples: int, suffix: bool, neede
     """One cell on one victim; its examples are stored where a later task (`needed`) or the parity check reads them."""
     spec = cell.spec
     params = {"spec": spec.model_dump(mode="json"), "translation": cell.translation.as_dict(), "origin": cell.origin}
-    label = spec.label + (f" | {recipe.name}" if suffix else "")
+    label = cell_name(spec, cell.variant, recipe.name if suffix else None)
     units = math.ceil(n_samples / spec.batch_size)
     return Task(STUDY, "attack", recipe, params, label, toolkits=(spec.toolkit,), units=units,
                 keep=needed or _parity_cell(spec), payload=cell.translation)  # fmt: skip
@@ -175,7 +182,7 @@ def _attack_task(cell: Cell, recipe: Recipe, n_samples: int, suffix: bool, neede
 def _transfer_task(made: Task, source: Recipe, recipe: Recipe) -> Task:
     """The examples of cell `made` (on the undefended `source`) judged by its defended version `recipe`."""
     params = {"spec": made.params["spec"], "from": source.name}
-    return Task(STUDY, "transfer", recipe, params, f"{made.label} -> {recipe.name} (transfer)", depends=(made.key,))
+    return Task(STUDY, "transfer", recipe, params, f"{made.label} → {recipe.name} (transfer)", depends=(made.key,))
 
 
 def _detector_task(detector: Any, recipe: Recipe, attacks: list[Task]) -> Task:
