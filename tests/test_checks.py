@@ -178,11 +178,17 @@ def test_square_beating_white_box_trips_the_masking_check(toolkit, digits_model,
 
 
 def crafted(accuracies: dict[str, float], cell: dict) -> list[Outcome]:
-    """Outcomes of one spec in several toolkits with the given robust accuracies (no per-sample table)."""
+    """Outcomes of one spec in several toolkits with the given robust accuracies (no per-sample table), each with
+    the notes its translation records when the cell runs."""
+    from bridge.attacks.adapter import get_adapter
+
     out = []
     for toolkit, accuracy in accuracies.items():
         spec = resolve_attack({"batch_size": 64, **cell, "toolkit": toolkit})
-        out.append(Outcome(spec, {"model": "m", "toolkit": toolkit, "status": "ok", "robust_accuracy": accuracy}))
+        entry = get_adapter(toolkit).entry(spec)  # the table row a cell's translation records its notes from
+        notes = entry.notes if entry is not None else ""
+        row = {"model": "m", "toolkit": toolkit, "status": "ok", "robust_accuracy": accuracy}
+        out.append(Outcome(spec, row, notes=notes))
     return out
 
 

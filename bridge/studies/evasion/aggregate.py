@@ -49,7 +49,8 @@ def outcome(result: Result) -> Outcome:
     x_adv = result.arrays.get("x_adv")
     spec = AttackSpec.model_validate(result.params["spec"])
     row = {**result.row, "run_id": result.run_id or None}
-    return Outcome(spec, row, result.per_sample, None if x_adv is None else torch.tensor(x_adv))
+    notes = result.params.get("translation", {}).get("notes", "")
+    return Outcome(spec, row, result.per_sample, None if x_adv is None else torch.tensor(x_adv), notes)
 
 
 def aggregate(results: list[Result], meta: dict[str, Any]) -> Summary:

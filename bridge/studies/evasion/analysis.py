@@ -27,6 +27,7 @@ class Outcome:
     row: dict
     per_sample: pd.DataFrame | None = None
     x_adv: torch.Tensor | None = None
+    notes: str = ""  # the toolkit's notes on its translation, as recorded when the cell ran
 
     @property
     def ok(self) -> bool:

@@ -14,9 +14,7 @@ from dataclasses import dataclass
 import pandas as pd
 import torch
 
-from bridge.attacks.adapter import get_adapter
 from bridge.attacks.catalogue import ITERATIVE
-from bridge.attacks.spec import AttackSpec
 from bridge.models.shared import SharedModel
 from bridge.studies.evasion.analysis import Outcome
 
@@ -201,12 +199,6 @@ def deterministic_agree(ok: list[Outcome]) -> Check:
     return check.trip(tripped, "the same deterministic attack gave different examples") if tripped else check
 
 
-def _notes(spec: AttackSpec) -> str:
-    """The toolkit's notes on its translation of `spec`: how it differs in meaning from the others."""
-    entry = get_adapter(spec.toolkit).entry(spec)
-    return entry.notes if entry is not None else ""
-
-
 def toolkits_agree(ok: list[Outcome], tol: float) -> Check:
     """The same spec run in several toolkits should leave about as many samples robust; a gap names a translation
     that is weaker (or differs in meaning: see its notes) and understates the attack."""
@@ -224,7 +216,8 @@ def toolkits_agree(ok: list[Outcome], tol: float) -> Check:
         return check
     tripped = [f"{c[0].spec.label.rpartition(' | ')[0]}: " + ", ".join(f"{o.spec.toolkit} {_acc(o):.3f}" for o in c)
                for c in apart]  # fmt: skip
-    notes = {f"{o.spec.attack}-{o.spec.norm} | {o.spec.toolkit}": _notes(o.spec) for c in apart for o in c}
+    # the notes recorded with each cell (not today's adapter table): the check is recomputable from the store
+    notes = {f"{o.spec.attack}-{o.spec.norm} | {o.spec.toolkit}": o.notes for c in apart for o in c}
     message = f"toolkits differ by more than {limit:.3f} in robust accuracy on one spec; the weaker understates it"
     return check.trip(tripped, message + "".join(f"; [{k}] {n}" for k, n in notes.items() if n))
 
