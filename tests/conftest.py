@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
 import art  # noqa: F401  (first: see below)
 import pytest
 import torch
@@ -54,3 +58,17 @@ def write_scenario(tmp_path, text: str, name: str = "scenario.yaml"):
     path = tmp_path / name
     path.write_text(text)
     return path
+
+
+@contextmanager
+def module_store(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[tuple[Path, str]]:
+    """A fresh folder and a real sqlite store in it, selected through the env var for as long as the block lasts
+    (module-scoped fixtures that run one study and let many tests read it)."""
+    tmp = tmp_path_factory.mktemp(name)
+    uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
+    mp = pytest.MonkeyPatch()
+    mp.setenv("MLFLOW_TRACKING_URI", uri)
+    try:
+        yield tmp, uri
+    finally:
+        mp.undo()

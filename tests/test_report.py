@@ -14,7 +14,7 @@ from typing import Any
 
 import pandas as pd
 import pytest
-from conftest import TRAINING, write_scenario
+from conftest import TRAINING, module_store, write_scenario
 from mlflow.tracking import MlflowClient
 
 from bridge import run_scenario
@@ -172,15 +172,11 @@ def test_a_python_scenarios_cell_overrides_reproduce_its_cell() -> None:
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory, model_cache):
-    tmp = tmp_path_factory.mktemp("report")
-    uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
-    path = write_scenario(tmp, SCENARIO)
-    table = run_scenario(path, OVERRIDES, log=lambda _: None)
-    assert main(["report", "-o", str(tmp / "page.html")]) == 0  # latest: this study
-    yield table, uri, tmp, path
-    mp.undo()
+    with module_store(tmp_path_factory, "report") as (tmp, uri):
+        path = write_scenario(tmp, SCENARIO)
+        table = run_scenario(path, OVERRIDES, log=lambda _: None)
+        assert main(["report", "-o", str(tmp / "page.html")]) == 0  # latest: this study
+        yield table, uri, tmp, path
 
 
 def test_report_writes_the_page_and_markdown_and_logs_them_on_the_study(study, capsys) -> None:

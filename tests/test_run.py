@@ -9,7 +9,7 @@ import pandas as pd
 import pytest
 import torch
 import yaml
-from conftest import TRAINING, write_scenario
+from conftest import TRAINING, module_store, write_scenario
 from mlflow.tracking import MlflowClient
 
 from bridge import run_scenario
@@ -43,13 +43,9 @@ def _artifacts(client: MlflowClient, run_id: str, path: str = "") -> set[str]:
 
 @pytest.fixture(scope="module")
 def e2e(tmp_path_factory, model_cache):
-    tmp = tmp_path_factory.mktemp("e2e")
-    uri = f"sqlite:///{tmp / 'store' / 'mlflow.db'}"
-    mp = pytest.MonkeyPatch()
-    mp.setenv("MLFLOW_TRACKING_URI", uri)
-    table = run_scenario(write_scenario(tmp, SCENARIO), log=lambda _: None)
-    yield table, MlflowClient(uri), tmp
-    mp.undo()
+    with module_store(tmp_path_factory, "e2e") as (tmp, uri):
+        table = run_scenario(write_scenario(tmp, SCENARIO), log=lambda _: None)
+        yield table, MlflowClient(uri), tmp
 
 
 def test_parent_and_child_runs(e2e) -> None:
