@@ -16,7 +16,18 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.attacks.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
+from bridge.attacks.adapter import (
+    RANDOM_START,
+    RESTARTS,
+    TARGETED,
+    UNTARGETED,
+    AttackFn,
+    Entry,
+    ToolkitAdapter,
+    Translation,
+    Unsupported,
+    loss_is,
+)
 from bridge.attacks.spec import AttackSpec
 from bridge.models.keras import KerasModel
 from bridge.models.shared import SharedModel
@@ -377,16 +388,19 @@ def _boundary_unsupported(spec: AttackSpec) -> str | None:
     return None
 
 
-_RESTARTS = "A later restart replaces a sample only where ART's own check finds it adversarial."
+_RESTARTS = (RESTARTS, "A later restart replaces a sample only where ART's own check finds it adversarial.")
 _L2_PGD = (
     "Each step clips to the bounds and then projects onto the eps-ball (Foolbox and torchattacks project, then "
-    "clip), so results differ near the box edges. The L2 random start is uniform in the ball (torchattacks: "
-    f"Gaussian direction, U(0,1)*eps radius). {_RESTARTS}"
+    "clip), so results differ near the box edges.",
+    (RANDOM_START, "The L2 random start is uniform in the ball (torchattacks: Gaussian direction, U(0,1)*eps radius)."),
+    _RESTARTS,
 )
 _L1_PGD = (
     "Each step moves only the coordinate with the largest |gradient| by eps_step (Foolbox: the L1-normalised "
     "gradient), clips, then projects by rescaling; it stalls once that coordinate sits at a bound, so it often "
-    f"changes only a few inputs and spends far less than eps. The random start is uniform in the L1 ball. {_RESTARTS}"
+    "changes only a few inputs and spends far less than eps.",
+    (RANDOM_START, "The random start is uniform in the L1 ball."),
+    _RESTARTS,
 )
 _L1_FGM = (
     "The exact L1 steepest step: only the input with the largest |gradient| moves, by eps, then is clipped to the "
@@ -420,44 +434,63 @@ _DEEPFOOL_NOTE = (
     "sample's top classes over the batch. ART ignores labels and starts from the prediction, so the adapter "
     "runs it only on correctly classified samples (one extra forward pass) and returns the others unchanged."
 )
+# One APGD run as ART does it; the DLR clauses hold where the run optimises DLR (targeted: APGD-T's loss).
 _APGD_RUN = (
     "rho and the momentum are fixed at 0.75 (ART hard-codes both, as the paper); eps_step is the initial step. "
     "Each run starts at a uniform random point in the ball and ART keeps its LAST iterate, only where its own "
-    "check finds it adversarial (the original keeps any adversarial iterate met on the way). ART's DLR has no "
-    "1e-12 in its denominator; its targeted DLR is the untargeted formula with y = target, minimised: "
-    "-(z_t - max_{j!=t} z_j)/(z_pi1 - z_pi3) (the original: -(z_y - z_t)/(z_pi1 - (z_pi3+z_pi4)/2))."
+    "check finds it adversarial (the original keeps any adversarial iterate met on the way)."
+)
+_DLR = "ART's DLR has no 1e-12 in its denominator."
+_TARGETED_DLR = (
+    "Its targeted DLR is the untargeted formula with y = target, minimised: -(z_t - max_{j!=t} z_j)/(z_pi1 - z_pi3) "
+    "(the original: -(z_y - z_t)/(z_pi1 - (z_pi3+z_pi4)/2))."
 )
 _APGD_NOTE = (
-    f"{_APGD_RUN} nb_random_init = restarts runs, each on the samples not yet fooled; samples never fooled come "
-    "back at their last random start, not the clean input."
+    _APGD_RUN,
+    (loss_is("dlr"), _DLR),
+    (loss_is("dlr") & TARGETED, _TARGETED_DLR),
+    (RESTARTS, "nb_random_init = restarts runs, each on the samples not yet fooled."),
+    "Samples never fooled come back at their last random start, not the clean input.",
 )
 _APGD_L1_NOTE = (
-    f"{_APGD_NOTE} L1: steps along the L1-normalised gradient and projects by rescaling; this is not the sparse "
-    "APGD-L1 of Croce & Hein (2021)."
+    _APGD_NOTE,
+    "L1: steps along the L1-normalised gradient and projects by rescaling; this is not the sparse APGD-L1 of "
+    "Croce & Hein (2021).",
 )
 _APGDT_NOTE = (
     "APGD-T as in AutoAttack, driven by the adapter: for k = 1..n_target_classes, the k-th most likely wrong class "
     "by the clean logits is the target of one targeted APGD call (DLR; restarts = its random starts) on the "
     "samples the model still classifies correctly; a sample keeps the first result the model misclassifies "
-    f"(checked by the bridge's own forward pass), the others come back clean. {_APGD_RUN}"
+    "(checked by the bridge's own forward pass), the others come back clean.",
+    _APGD_RUN,
+    _DLR,
+    _TARGETED_DLR,
 )
-_SQUARE_NOTE = (
+_SQUARE_RUN = (
     "loss=None is ART's margin: the true class's logit minus the second-largest logit, i.e. the original margin "
     "loss for every sample ART still attacks (those still classified correctly); adv_criterion=None is "
     "argmax != label. max_iter = max_queries iterations, but each iteration predicts the whole batch and "
     "re-evaluates the current point as well as the candidate: about 3 forward passes per sample per iteration "
-    "(the original: 1), so the bridge's query budget stops ART after about a third of its iterations. Restarts "
-    "start again from the clean input for the samples not yet fooled. L2: ART divides the new window by the "
-    "energy the original multiplies it by, then rescales the whole perturbation to eps, so its proposals "
-    "differ from the paper's; on inputs under 10 pixels a side its initial tiles are empty (0/0, a "
-    "RuntimeWarning) and the initialisation is skipped."
+    "(the original: 1), so the bridge's query budget stops ART after about a third of its iterations."
 )
+_SQUARE_L2 = (
+    "L2: ART divides the new window by the energy the original multiplies it by, then rescales the whole "
+    "perturbation to eps, so its proposals differ from the paper's; on inputs under 10 pixels a side its "
+    "initial tiles are empty (0/0, a RuntimeWarning) and the initialisation is skipped."
+)
+_SQUARE_NOTE = (_SQUARE_RUN, (RESTARTS, "Restarts start again from the clean input for the samples not yet fooled."))
 _AUTOATTACK_NOTE = (
     "Standard AutoAttack minus FAB-T (ART has no FAB): ART's AutoAttack runs APGD-CE, then APGD-T (the adapter's "
     "loop over the top n_target_classes, as in the apgdt cell), then Square, each on the samples still robust, "
     "keeping per sample the first result that is misclassified and within eps (ART's own check); robust samples "
     "come back clean. Its targeted=True mode would instead rerun every listed attack against every other class "
-    "in index order, so it stays False. APGD: " + _APGD_RUN + " Square: " + _SQUARE_NOTE
+    "in index order, so it stays False.",
+    "APGD:",
+    _APGD_RUN,
+    _DLR,
+    _TARGETED_DLR,
+    "Square:",
+    _SQUARE_RUN,
 )
 _JSMA_NOTE = (
     "Always targeted: ART treats y as the target (y=None would pick random targets), so the adapter always passes "
@@ -475,19 +508,24 @@ _DECISION_INIT = (
     "ART draws its first adversarial point with an unseeded np.random.RandomState, so results would change from "
     "run to run whatever the seed: the adapter draws that point itself, ART's way (uniform in the bounds, the "
     "first of at most init_size draws that is adversarial) from the cell's seed, and passes it as x_adv_init; "
-    "samples without one come back unchanged, as in ART. Untargeted, ART ignores labels and attacks the "
-    "prediction, so only correctly classified samples are attacked."
+    "samples without one come back unchanged, as in ART.",
+    (
+        UNTARGETED,
+        "Untargeted, ART ignores labels and attacks the prediction, so only correctly classified samples are attacked.",
+    ),
 )
 _BOUNDARY_NOTE = (
     "targeted is always explicit (ART's default targeted=True would treat true labels as targets). ART shrinks "
     "a step by multiplying with step_adapt < 1 where Foolbox multiplies by step_adaptation > 1: step_adapt = "
     "1/step_adaptation. One ART step is a trust-region search: up to num_trial batches of sample_size "
     "orthogonal candidates, then up to num_trial source steps, so a step costs many more queries than a Foolbox "
-    "step. " + _DECISION_INIT
+    "step.",
+    _DECISION_INIT,
 )
 _HSJ_NOTE = (
     "targeted is always explicit. ART binary-searches the first adversarial point towards the input in L2 (also "
-    "for linf), then iterates with max_eval/init_eval gradient estimates. " + _DECISION_INIT
+    "for linf), then iterates with max_eval/init_eval gradient estimates.",
+    _DECISION_INIT,
 )
 
 ART_TABLE: dict[tuple[str, str], Entry] = {
@@ -520,7 +558,9 @@ ART_TABLE: dict[tuple[str, str], Entry] = {
     ("autoattack", "linf"): Entry(
         "AutoAttack", _autoattack(np.inf), ("ensemble",), targeted=False, notes=_AUTOATTACK_NOTE
     ),
-    ("autoattack", "l2"): Entry("AutoAttack", _autoattack(2), ("ensemble",), targeted=False, notes=_AUTOATTACK_NOTE),
+    ("autoattack", "l2"): Entry(
+        "AutoAttack", _autoattack(2), ("ensemble",), targeted=False, notes=(_AUTOATTACK_NOTE, _SQUARE_L2)
+    ),
     ("square", "linf"): Entry(
         "SquareAttack",
         _square(np.inf),
@@ -530,7 +570,12 @@ ART_TABLE: dict[tuple[str, str], Entry] = {
         notes=_SQUARE_NOTE,
     ),
     ("square", "l2"): Entry(
-        "SquareAttack", _square(2), ("margin",), targeted=False, unsupported=_square_unsupported, notes=_SQUARE_NOTE
+        "SquareAttack",
+        _square(2),
+        ("margin",),
+        targeted=False,
+        unsupported=_square_unsupported,
+        notes=(_SQUARE_NOTE, _SQUARE_L2),
     ),
     ("cw", "l2"): Entry("CarliniL2Method", _cw, ("margin",), notes=_CW_NOTE),
     ("cw", "linf"): Entry(

@@ -25,7 +25,17 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.attacks.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
+from bridge.attacks.adapter import (
+    QUERY_BUDGET,
+    RANDOM_START,
+    RESTARTS,
+    AttackFn,
+    Entry,
+    ToolkitAdapter,
+    Translation,
+    Unsupported,
+    loss_is,
+)
 from bridge.attacks.spec import AttackSpec
 from bridge.models.keras import KerasModel
 from bridge.models.shared import SharedModel
@@ -147,14 +157,20 @@ def _hopskipjump(spec: AttackSpec, n: int) -> dict[str, Any]:
 
 
 _FGM_NOTE = "Foolbox's FGSM/FGM refuse a targeted criterion ('unsupported criterion')."
-_L2_START = "The L2 random start is uniform in the eps-ball (torchattacks: Gaussian direction, U(0,1)*eps radius)."
+_L2_START = (
+    RANDOM_START,
+    "The L2 random start is uniform in the eps-ball (torchattacks: Gaussian direction, U(0,1)*eps radius).",
+)
 _L1_NOTE = "L1 steps follow the L1-normalised gradient and project by rescaling (not an exact L1 projection)."
 _DEEPFOOL_NOTE = (
     "Overshoot scales the total perturbation, x0 + (1+overshoot)*sum(steps), as ART does; torchattacks applies it "
-    "per step and ends on the boundary. Candidates are the top classes of the clean prediction (None = all). "
-    "loss 'ce' (Foolbox 'crossentropy') equals 'logits': the log-sum-exp cancels in the class differences."
+    "per step and ends on the boundary. Candidates are the top classes of the clean prediction (None = all).",
+    (
+        loss_is("ce"),
+        "loss 'ce' (Foolbox 'crossentropy') equals 'logits': the log-sum-exp cancels in the class differences.",
+    ),
 )
-_RESTARTS = "Restarts use attack.repeat(R), which keeps each sample's first successful run."
+_RESTARTS = (RESTARTS, "Restarts use attack.repeat(R), which keeps each sample's first successful run.")
 _ZERO_FAILURES = (
     "Where no adversarial is found Foolbox returns an all-zero image; the adapter returns the clean input there "
     "instead."
@@ -175,22 +191,27 @@ _NEWTONFOOL_NOTE = (
 _DECISION_NOTE = (
     "The init attack is Foolbox's own default, LinearSearchBlendedUniformNoiseAttack(directions=1000, steps=50), "
     "run by the adapter: samples without an adversarial start (or already adversarial) are returned unchanged "
-    "instead of failing the batch. The adapter's check of the starts costs one query per sample. With a query "
-    "budget the attack stops when it is spent and each sample gets the closest adversarial the model confirmed."
+    "instead of failing the batch. The adapter's check of the starts costs one query per sample.",
+    (
+        QUERY_BUDGET,
+        "With a query budget the attack stops when it is spent and each sample gets the closest adversarial the "
+        "model confirmed.",
+    ),
 )
 _BOUNDARY_NOTE = (
     "One Gaussian draw per step is shared by the whole batch (projected per sample), and the step sizes adapt "
     "to success statistics over the last 100 (spherical) and 30 (source) proposals, checked every "
     "update_stats_every_k=10 steps; the attack stops once every source step is below source_step_convergance=1e-7 "
-    "(both Foolbox's defaults; ART's counterpart of the latter is min_epsilon, default 0). " + _DECISION_NOTE
+    "(both Foolbox's defaults; ART's counterpart of the latter is min_epsilon, default 0).",
+    _DECISION_NOTE,
 )
 _HSJ_NOTE = (
     "stepsize_search='geometric_progression' (from ||x_t - x0||/sqrt(t+1), halving) and gamma=1.0 are the paper's "
     "defaults. ART has no gamma: its binary-search threshold is 0.01/sqrt(d) (L2) or 0.01/d (Linf) instead of "
     "gamma/d^1.5 or gamma/d^2, which also scales its probe radius delta, and its step search starts at twice the "
     "distance. Foolbox normalises the gradient estimate over the whole batch; the adapter normalises it per "
-    "sample, as in the paper. Foolbox clips to [0, 1] whatever the model's bounds, so other bounds are refused. "
-    + _DECISION_NOTE
+    "sample, as in the paper. Foolbox clips to [0, 1] whatever the model's bounds, so other bounds are refused.",
+    _DECISION_NOTE,
 )
 
 FOOLBOX_TABLE: dict[tuple[str, str], Entry] = {
@@ -216,14 +237,14 @@ FOOLBOX_TABLE: dict[tuple[str, str], Entry] = {
         _pgd,
         ("ce",),
         call=_eps,
-        notes=f"Projects onto the eps-ball, then clips to the bounds (ART clips first). {_L2_START} {_RESTARTS}",
+        notes=("Projects onto the eps-ball, then clips to the bounds (ART clips first).", _L2_START, _RESTARTS),
     ),
     ("pgd", "l1"): Entry(
         "L1ProjectedGradientDescentAttack",
         _pgd,
         ("ce",),
         call=_eps,
-        notes=f"{_L1_NOTE} The L1 random start is uniform in the eps-ball. {_RESTARTS}",
+        notes=(_L1_NOTE, (RANDOM_START, "The L1 random start is uniform in the eps-ball."), _RESTARTS),
     ),
     ("mifgsm", "linf"): Entry(
         "LinfMomentumIterativeFastGradientMethod",

@@ -31,7 +31,17 @@ from typing import Any
 
 import torch
 
-from bridge.attacks.adapter import AttackFn, Entry, ToolkitAdapter, Translation, Unsupported
+from bridge.attacks.adapter import (
+    RANDOM_START,
+    RESTARTS,
+    TARGETED,
+    AttackFn,
+    Entry,
+    ToolkitAdapter,
+    Translation,
+    Unsupported,
+    loss_is,
+)
 from bridge.attacks.spec import AttackSpec
 from bridge.models.shared import SharedModel
 
@@ -50,15 +60,20 @@ AA_SQUARE_P_INIT = 0.8
 AA_RHO = 0.75
 
 RESTARTS_NOTE = (
+    RESTARTS,
     "restarts > 1 run as torchattacks.MultiAttack of R copies: each restart attacks only the samples still "
-    "classified as their label, and samples no restart fooled come back as the clean input, not the last attempt."
+    "classified as their label, and samples no restart fooled come back as the clean input, not the last attempt.",
 )
+
+# APGD, APGD-T and Square restart by themselves (n_restarts).
+OWN_RESTARTS = (RESTARTS, "Restarts (n_restarts) attack only the samples not yet fooled.")
 
 APGD_NOTE = (
     "The initial step is 2*eps (hard-coded), then halves per sample when the loss oscillates (rho) or stalls; "
-    "the start is a random point on the eps-sphere (Linf: max coordinate eps), and restarts (n_restarts) attack "
-    "only the samples not yet fooled. It returns the last adversarial iterate where it succeeds and the clean "
-    "input where it fails. eot_iter=1: no expectation over transformations (deterministic model)."
+    "the start is a random point on the eps-sphere (Linf: max coordinate eps).",
+    OWN_RESTARTS,
+    "It returns the last adversarial iterate where it succeeds and the clean input where it fails. eot_iter=1: "
+    "no expectation over transformations (deterministic model).",
 )
 
 
@@ -299,10 +314,15 @@ UPGD_ENTRY = Entry(
     losses=("dlr", "margin"),
     unsupported=_no_targeted_restarts,
     notes=(
-        "PGD on the DLR or margin loss (torchattacks UPGD with decay=0.0; its default 1.0 is MI-FGSM momentum). "
-        "The margin is max(z_y - max(0, max_{j!=y} z_j), 0): torchattacks masks the true logit with 0, not -inf, "
-        "so a runner-up logit below 0 counts as 0; it is 0 with zero gradient once a sample is fooled, which then "
-        "stops moving. The targeted DLR needs >= 4 classes. " + RESTARTS_NOTE
+        "PGD on the DLR or margin loss (torchattacks UPGD with decay=0.0; its default 1.0 is MI-FGSM momentum).",
+        (
+            loss_is("margin"),
+            "The margin is max(z_y - max(0, max_{j!=y} z_j), 0): torchattacks masks the true logit with 0, not "
+            "-inf, so a runner-up logit below 0 counts as 0; it is 0 with zero gradient once a sample is fooled, "
+            "which then stops moving.",
+        ),
+        (loss_is("dlr") & TARGETED, "The targeted DLR needs >= 4 classes."),
+        RESTARTS_NOTE,
     ),
 )
 EADEN_ENTRY = Entry(
@@ -342,7 +362,8 @@ APGDT_ENTRY = Entry(
     notes=(
         "Targeted DLR APGD run once per target class, the classes ranked 2 .. n_target_classes+1 by the clean "
         "logits, each on the samples still correctly classified; `n_classes` is n_target_classes + 1 because "
-        "torchattacks targets n_classes - 1 classes. " + APGD_NOTE
+        "torchattacks targets n_classes - 1 classes.",
+        APGD_NOTE,
     ),
 )
 AUTOATTACK_ENTRY = Entry(
@@ -366,9 +387,10 @@ SQUARE_ENTRY = Entry(
     unsupported=_square_unsupported,
     notes=(
         "n_queries = (max_queries - 1) // restarts - 2, so the accuracy check, the start and the final check "
-        "of every restart fit the query budget; restarts (n_restarts) attack only the samples not yet fooled. "
+        "of every restart fit the query budget.",
+        OWN_RESTARTS,
         "resc_schedule=True: the p schedule (defined for 10000 queries) is rescaled to n_queries. Samples never "
-        "fooled come back as the clean input."
+        "fooled come back as the clean input.",
     ),
 )
 
@@ -404,8 +426,12 @@ class TorchattacksAdapter(ToolkitAdapter):
             unsupported=_no_targeted_restarts,
             notes=(
                 "The step direction is the batch-mean CE gradient divided by its norm + eps_for_division (1e-10), "
-                "which shrinks steps for confident samples; the random start is a Gaussian direction with a "
-                "U(0,1)*eps radius, not uniform in the ball. " + RESTARTS_NOTE
+                "which shrinks steps for confident samples.",
+                (
+                    RANDOM_START,
+                    "The random start is a Gaussian direction with a U(0,1)*eps radius, not uniform in the ball.",
+                ),
+                RESTARTS_NOTE,
             ),
         ),
         ("mifgsm", "linf"): Entry(

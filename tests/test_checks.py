@@ -185,8 +185,8 @@ def crafted(accuracies: dict[str, float], cell: dict) -> list[Outcome]:
     out = []
     for toolkit, accuracy in accuracies.items():
         spec = resolve_attack({"batch_size": 64, **cell, "toolkit": toolkit})
-        entry = get_adapter(toolkit).entry(spec)  # the table row a cell's translation records its notes from
-        notes = entry.notes if entry is not None else ""
+        adapter = get_adapter(toolkit)  # the notes a cell's translation records
+        notes = adapter.translate(spec, 10).notes if adapter.entry(spec) is not None else ""
         row = {"model": "m", "toolkit": toolkit, "status": "ok", "robust_accuracy": accuracy}
         out.append(Outcome(spec, row, notes=notes))
     return out

@@ -4,6 +4,9 @@ An adapter is a table: (canonical attack, norm) -> `Entry`, naming the toolkit's
 every constructor argument from the spec. The base class does the lookup, the support checks, the option
 merge and the signature check (every parameter of the native class must be passed explicitly); the
 toolkit module only knows how to import its classes and how to run one on a batch.
+
+An entry's notes are clauses, some of which hold only for some cells (`When`): a cell's translation carries
+exactly the clauses that hold for its spec, and the docs list every clause with its condition.
 """
 
 from __future__ import annotations
@@ -40,6 +43,45 @@ class Unsupported(Exception):
 
 
 @dataclass(frozen=True)
+class When:
+    """A named condition on a cell's spec: a note clause paired with it holds only for the cells that meet it."""
+
+    label: str  # how the docs show it: "(when <label>)"
+    holds: Callable[[AttackSpec], bool]
+
+    def __call__(self, spec: AttackSpec) -> bool:
+        return bool(self.holds(spec))
+
+    def __and__(self, other: When) -> When:
+        return When(f"{self.label} and {other.label}", lambda spec: self(spec) and other(spec))
+
+
+TARGETED = When("targeted", lambda spec: spec.targeted != "none")
+UNTARGETED = When("untargeted", lambda spec: spec.targeted == "none")
+RANDOM_START = When("random_start", lambda spec: bool(spec.random_start))
+RESTARTS = When("restarts > 1", lambda spec: (spec.restarts or 1) > 1)
+QUERY_BUDGET = When("max_queries is set", lambda spec: spec.max_queries is not None)
+
+
+def loss_is(loss: str) -> When:
+    return When(f"loss is {loss}", lambda spec: spec.loss == loss)
+
+
+# An entry's notes: a sentence, or a tuple of parts, each a sentence (every cell), a (When, notes) pair (the
+# cells that meet the condition) or a tuple of parts (a group of clauses shared by several entries).
+Notes = str | tuple[Any, ...]
+
+
+def note_clauses(notes: Notes, when: When | None = None) -> list[tuple[When | None, str]]:
+    """Every clause of `notes` in order, with its condition (None: every cell)."""
+    if isinstance(notes, str):
+        return [(when, notes)] if notes else []
+    if len(notes) == 2 and isinstance(notes[0], When):
+        return note_clauses(notes[1], notes[0] if when is None else when & notes[0])
+    return [clause for part in notes for clause in note_clauses(part, when)]
+
+
+@dataclass(frozen=True)
 class Entry:
     """One row of an adapter's table."""
 
@@ -49,7 +91,11 @@ class Entry:
     targeted: bool = True  # whether the class has a targeted mode
     call: Callable[[AttackSpec], dict[str, Any]] = field(default=lambda spec: {})  # call-time arguments
     unsupported: Callable[[AttackSpec], str | None] = field(default=lambda spec: None)  # per-spec refusals
-    notes: str = ""  # differences in meaning from the other toolkits, shown in results and docs
+    notes: Notes = ""  # differences in meaning from the other toolkits, shown in results and docs
+
+    def notes_for(self, spec: AttackSpec) -> str:
+        """The notes of one cell: the clauses that hold for `spec`."""
+        return " ".join(text for when, text in note_clauses(self.notes) if when is None or when(spec))
 
 
 @dataclass(frozen=True)
@@ -113,7 +159,7 @@ class ToolkitAdapter(ABC):
         if reason:
             raise Unsupported(reason)
         kwargs = {**entry.kwargs(spec, n_classes), **spec.options}
-        return Translation(self.name, entry.native, kwargs, entry.call(spec), entry.notes)
+        return Translation(self.name, entry.native, kwargs, entry.call(spec), entry.notes_for(spec))
 
     def _native(self, spec: AttackSpec) -> Translation:
         """A class by name with the options verbatim; its `targeted` follows the spec unless the options say

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bridge.attacks.adapter import ADAPTER_MODULES, Entry, ToolkitAdapter, Unsupported, get_adapter
+from bridge.attacks.adapter import ADAPTER_MODULES, Entry, Notes, ToolkitAdapter, Unsupported, get_adapter, note_clauses
 from bridge.attacks.catalogue import CATALOGUE, NATIVE, AttackInfo
 from bridge.attacks.spec import AttackSpec, resolve_attack
 
@@ -82,6 +82,11 @@ def mapping(adapter: ToolkitAdapter, entry: Entry, spec: AttackSpec) -> tuple[li
     return mapped, constants
 
 
+def notes_markdown(notes: Notes) -> str:
+    """Every clause of an entry's notes; one that holds only for some cells is marked with its condition."""
+    return " ".join(text if when is None else f"(when {when.label}) {text}" for when, text in note_clauses(notes))
+
+
 def _row(toolkit: str, norm: str, info: AttackInfo) -> list[str]:
     adapter = get_adapter(toolkit)
     probe = _probe(info, norm, toolkit)
@@ -91,7 +96,7 @@ def _row(toolkit: str, norm: str, info: AttackInfo) -> list[str]:
     mapped, constants = mapping(adapter, entry, probe)
     modes = "targeted and untargeted" if entry.targeted else "untargeted only"
     return [toolkit, f"`{entry.native}`", "<br>".join(mapped) or "—", "<br>".join(constants) or "—",
-            f"losses: {', '.join(entry.losses)}; {modes}. {entry.notes}".strip()]  # fmt: skip
+            f"losses: {', '.join(entry.losses)}; {modes}. {notes_markdown(entry.notes)}".strip()]  # fmt: skip
 
 
 def _defaults(info: AttackInfo) -> str:
@@ -114,6 +119,8 @@ def attacks_markdown() -> str:
         "argument (found by perturbing each field), `=` is a constant the adapter writes. Budgets and step sizes",
         "are absolute, in input units. `Differences in meaning` says where a toolkit's class is not the same",
         "algorithm as the others'; numbers from such cells should not be read as disagreement between toolkits.",
+        "A clause marked `(when ...)` holds only for the cells that meet the condition (a cell's MLflow description",
+        "carries exactly its own clauses).",
         "",
     ]
     for info in CATALOGUE.values():
