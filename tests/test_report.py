@@ -40,8 +40,8 @@ attacks:
      toolkit: [art, torchattacks]}}
 """
 OVERRIDES = ["data.n_samples=16"]
-COLUMNS = ["model", "defence", "attack", "norm", "eps", "targeted", "variant", "evaluation", "toolkit", "status",
-           "clean_accuracy", "robust_accuracy", "run_id"]  # fmt: skip
+COLUMNS = ["model", "defence", "attack", "norm", "eps", "targeted", "variant", "evaluation", "source", "toolkit",
+           "status", "clean_accuracy", "robust_accuracy", "run_id"]  # fmt: skip
 
 
 # --- the verdict's rules, on hand-made tables ------------------------------------------------------------------
@@ -50,7 +50,9 @@ COLUMNS = ["model", "defence", "attack", "norm", "eps", "targeted", "variant", "
 def _row(model: str, defence: str, attack: str, eps: float, toolkit: str, robust: float, clean: float = 0.9,
          evaluation: str = "direct", variant: str = "") -> dict:  # fmt: skip
     run_id = f"{model}-{attack}-{eps}-{toolkit}-{evaluation}-{variant}"
-    values = [model, defence, attack, "linf", eps, "none", variant, evaluation, toolkit, "ok", clean, robust, run_id]
+    source = model if evaluation == "direct" else model.split("/")[0]  # a transfer's: the undefended model
+    values = [model, defence, attack, "linf", eps, "none", variant, evaluation, source, toolkit, "ok", clean, robust,
+              run_id]  # fmt: skip
     return dict(zip(COLUMNS, values, strict=True))
 
 
@@ -157,7 +159,8 @@ def test_a_python_scenarios_cell_overrides_reproduce_its_cell() -> None:
     cell = next(c for c in plan.cells if c.spec.toolkit == "foolbox" and c.spec.eps == 0.2)
     for defence, evaluation, names in (("squeeze-3bit", "direct", ["squeeze-3bit"]),
                                        ("squeeze-3bit", "transfer", ["none", "squeeze-3bit"])):  # fmt: skip
-        row = pd.Series({"model": f"small_cnn/{defence}", "defence": defence, "evaluation": evaluation})
+        row = pd.Series({"model": f"small_cnn/{defence}", "defence": defence, "evaluation": evaluation,
+                         "source": "small_cnn" if evaluation == "transfer" else f"small_cnn/{defence}"})  # fmt: skip
         overrides = [
             f"{k}={flow(v)}" for k, v in cell_overrides(effective, cell.spec.model_dump(mode="json"), row).items()
         ]
@@ -266,7 +269,8 @@ def test_the_defences_scenarios_report_flags_squeeze_exact_rather_than_best(stor
 def test_each_cells_command_runs_exactly_that_cell(study) -> None:
     table, _, tmp, path = study
     markdown = (tmp / "page.md").read_text()
-    commands = re.findall(r"\(\w+, run `(\w+)`\):\n\n  ```\n  (.*?)\n  ```", markdown, re.S)
+    found = r"\((?:direct|transfer from [\w/-]+), run `(\w+)`\):\n\n  ```\n  (.*?)\n  ```"
+    commands = re.findall(found, markdown, re.S)
     assert len(commands) == len(table) == 24
     original = {(c.spec.attack, c.spec.eps, c.spec.toolkit): c.spec for c in load(path, OVERRIDES).cells}
     rows = table.set_index("run_id")
@@ -279,4 +283,4 @@ def test_each_cells_command_runs_exactly_that_cell(study) -> None:
         defences = [str(getattr(d, "name", d)) for d in plan.scenario.defences]
         transferred = row["evaluation"] == "transfer"
         assert defences == (["none", row["defence"]] if transferred else [row["defence"]])
-        assert plan.scenario.transfer == transferred and plan.scenario.data.n_samples == 16
+        assert plan.scenario.transfer == (["defences"] if transferred else []) and plan.scenario.data.n_samples == 16

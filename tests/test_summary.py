@@ -13,10 +13,11 @@ from bridge.report.summary import summary, summary_markdown
 from bridge.studies.evasion.naming import cell_name, variants
 
 
-def row(model: str, toolkit: str, acc: float, variant: str = "", evaluation: str = "direct", clean: float = 0.98):
+def row(model: str, toolkit: str, acc: float, variant: str = "", evaluation: str = "direct", clean: float = 0.98,
+        source: str = "cnn"):  # fmt: skip
     return {"model": model, "attack": "pgd", "norm": "linf", "eps": 0.1, "targeted": "none", "variant": variant,
-            "evaluation": evaluation, "toolkit": toolkit, "status": "ok", "robust_accuracy": acc,
-            "clean_accuracy": clean, "median_distance": math.nan}  # fmt: skip
+            "evaluation": evaluation, "source": model if evaluation == "direct" else source, "toolkit": toolkit,
+            "status": "ok", "robust_accuracy": acc, "clean_accuracy": clean, "median_distance": math.nan}  # fmt: skip
 
 
 def test_variants_and_transfers_each_keep_their_row() -> None:
@@ -36,6 +37,19 @@ def test_variants_and_transfers_each_keep_their_row() -> None:
     assert "Clean accuracy: cnn 0.980, cnn/squeeze-exact 0.970." in text
     for number in ("0.600", "0.575", "0.610", "0.580", "0.980", "0.460"):
         assert number in text
+
+
+def test_transfers_from_two_models_keep_their_rows_and_name_their_source() -> None:
+    table = pd.DataFrame([
+        row("cnn", "art", 0.60), row("mlp", "art", 0.30), row("lenet", "art", 0.50),
+        row("lenet", "art", 0.85, evaluation="transfer", source="cnn"),
+        row("lenet", "art", 0.70, evaluation="transfer", source="mlp"),
+    ])  # fmt: skip
+    pivot = summary(table)
+    assert len(pivot) == 5
+    moved = pivot[pivot["evaluation"] == "transfer"]
+    assert dict(zip(moved["source"], moved["art"], strict=True)) == {"cnn": "0.850", "mlp": "0.700"}
+    assert set(pivot.loc[pivot["evaluation"] == "direct", "source"]) == {""}  # a direct row's source is its model
 
 
 def test_two_cells_in_one_place_are_an_error_not_a_pick() -> None:

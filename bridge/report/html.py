@@ -20,7 +20,7 @@ import pandas as pd
 from bridge.report.verdict import Verdict, best_defences, describe, disagreements, tolerance, verdicts
 
 CELL_COLUMNS = [
-    "model", "defence", "attack", "norm", "eps", "targeted", "variant", "evaluation", "toolkit", "status",
+    "model", "defence", "attack", "norm", "eps", "targeted", "variant", "evaluation", "source", "toolkit", "status",
     "clean_accuracy", "robust_accuracy", "robust_accuracy_worst_case", "attack_success_rate", "median_distance",
     "budget_violations", "run_id",
 ]  # fmt: skip
@@ -28,6 +28,7 @@ FIGURES = {  # a figure's section, by what its path holds
     "robust_accuracy_vs_eps": "Robust accuracy vs eps",
     "security_curve": "Security curves (minimum-norm attacks)",
     "tradeoff": "Clean vs worst-case robust accuracy (trade-off)",
+    "plots/transfer/": "Transfer across models (source x target, per attack and eps)",
 }
 
 

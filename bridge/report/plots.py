@@ -91,7 +91,6 @@ _EXTRA_STYLES = [
     {"color": "C5", "marker": "P", "linestyle": (0, (1, 2)), "linewidth": 1.8, "markersize": 5.5, **_HOLLOW},
 ]
 FLAG_NOTE = "flagged: a sanity check failed"
-EVALUATIONS = {"direct": "direct attack", "transfer": "transfer: examples made on the undefended model"}
 
 
 def toolkit_styles(toolkits: Iterable[str]) -> dict[str, dict[str, Any]]:
@@ -137,16 +136,19 @@ def _order(toolkits: Iterable[str]) -> list[str]:
 
 
 def robustness_curve(table: pd.DataFrame, title: str) -> Figure:
-    """Robust accuracy vs eps per toolkit, from clean accuracy at eps = 0: one panel per evaluation (direct
-    attacks, then examples transferred from the undefended model), never joined into one line.
+    """Robust accuracy vs eps per toolkit, from clean accuracy at eps = 0: one panel for the direct attacks, then
+    one per model whose examples were transferred here, never joined into one line.
 
     Where one toolkit has several cells at one eps (another step count or loss), the line follows the strongest
     and the others are unjoined markers, named by their `variant` where the table has that column."""
-    evaluations = [e for e in EVALUATIONS if e in set(table["evaluation"])]
+    source = table["source"] if "source" in table else pd.Series("another model", index=table.index)
+    moved = table["evaluation"] == "transfer"
+    panels = [("direct attack", ~moved)] if (~moved).any() else []
+    panels += [(f"transfer: examples made on {s}", moved & (source == s)) for s in source[moved].unique()]
     styles = toolkit_styles(_order(table["toolkit"].unique()))
-    fig, axes = plt.subplots(1, len(evaluations), figsize=(5.2 * len(evaluations), 5.2), squeeze=False, sharey=True)
-    for ax, evaluation in zip(axes[0], evaluations, strict=True):
-        rows = table[table["evaluation"] == evaluation]
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.2 * len(panels), 5.2), squeeze=False, sharey=True)
+    for ax, (name, chosen) in zip(axes[0], panels, strict=True):
+        rows = table[chosen]
         curves, extra = {}, {}
         for toolkit in _order(rows["toolkit"].unique()):
             mine = rows[rows["toolkit"] == toolkit].sort_values(["eps", "robust_accuracy"])
@@ -163,7 +165,7 @@ def robustness_curve(table: pd.DataFrame, title: str) -> Figure:
                 style = styles[toolkit] | {"linestyle": "none", "alpha": 0.6}
                 ax.plot(others["eps"], others["robust_accuracy"], label=_weaker_label(toolkit, others), **style)
         _accuracy_axis(ax)
-        ax.set_title(EVALUATIONS[evaluation], fontsize=9)
+        ax.set_title(name, fontsize=9)
         ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.2))  # below: never over the lines
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
@@ -304,6 +306,42 @@ def tradeoff(table: pd.DataFrame, flagged: Collection[str] = frozenset()) -> Fig
         points = rows[["clean_accuracy", "robust_accuracy_worst_case"]].to_numpy(float)
         ink = [colours[b] if len(bases) > 1 else "black" for b in rows["base_model"]]
         place_labels(ax, points, [str(d) for d in rows["defence"]], ink)
+    return fig
+
+
+def transfer_matrix(matrix: pd.DataFrame, title: str, models: list[str]) -> Figure:
+    """Robust accuracy of each target model (column) on each source model's examples (row), one panel per
+    toolkit, a panel equal to an earlier one saying so; the diagonal (bold) is the direct attack. A pair that did
+    not run is blank and says so."""
+    toolkits = _order(matrix["toolkit"].unique())
+    grids = {}
+    for toolkit in toolkits:
+        rows = matrix[matrix["toolkit"] == toolkit]
+        grid = rows.pivot_table(index="source", columns="target", values="robust_accuracy", aggfunc="first")
+        grids[toolkit] = grid.reindex(index=models, columns=models).to_numpy(float)
+    flat = {t: (np.arange(g.size, dtype=float), np.nan_to_num(g.ravel(), nan=-1.0)) for t, g in grids.items()}
+    same = identical_to(flat)
+    n = len(models)
+    side = 1.4 + 0.75 * n
+    fig, axes = plt.subplots(1, len(toolkits), figsize=(side * len(toolkits) + 1.4, side + 0.8), squeeze=False,
+                             layout="constrained")  # fmt: skip
+    for ax, (toolkit, grid) in zip(axes[0], grids.items(), strict=True):
+        image = ax.imshow(grid, vmin=0.0, vmax=1.0, cmap="viridis")
+        for i in range(n):
+            for j in range(n):
+                value = grid[i, j]
+                text = "not run" if np.isnan(value) else f"{value:.2f}"
+                dark = not np.isnan(value) and value < 0.6
+                ax.text(j, i, text, ha="center", va="center", fontsize=8, color="white" if dark else "black",
+                        fontweight="bold" if i == j else "normal")  # fmt: skip
+        ax.set_xticks(range(n), models, rotation=30, ha="right", fontsize=8)
+        ax.set_yticks(range(n), models, fontsize=8)
+        ax.set_xlabel("judged by (target)", fontsize=8)
+        ax.set_title(_label(toolkit, same), fontsize=9)
+    axes[0][0].set_ylabel("examples made on (source)", fontsize=8)
+    bar = fig.colorbar(image, ax=list(axes[0]), shrink=0.8)
+    bar.set_label("robust accuracy (diagonal: direct attack)", fontsize=8)
+    fig.suptitle(title, fontsize=10)
     return fig
 
 

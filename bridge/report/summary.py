@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-ROW_KEYS = ["model", "attack", "norm", "targeted", "eps", "variant", "evaluation"]
+ROW_KEYS = ["model", "attack", "norm", "targeted", "eps", "variant", "evaluation", "source"]
 
 
 def _cell(row: pd.Series) -> str:
@@ -26,6 +26,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
     cells = table.assign(
         cell=table.apply(_cell, axis=1),
         eps=[("-" if pd.isna(e) else f"{e:g}") for e in table["eps"]],
+        # where the examples were made: said for transfer rows only (a direct row's source is its model)
+        source=table["source"].where(table["evaluation"] == "transfer", ""),
     )
     keys = [k for k in ROW_KEYS if k in ("attack", "norm", "eps") or cells[k].nunique() > 1]
     pivot = cells.pivot(index=keys, columns="toolkit", values="cell")
@@ -36,8 +38,8 @@ def summary(table: pd.DataFrame) -> pd.DataFrame:
 LEGEND = (
     "Robust accuracy per toolkit (fraction of samples correct before and after the attack); for minimum-norm "
     "attacks run without eps, also the median distance they reached, in their norm. Every cell is shown: a "
-    "variant names the spec fields in which cells of one attack differ; transfer rows are the examples made on the "
-    "undefended model, judged by the defended one."
+    "variant names the spec fields in which cells of one attack differ; transfer rows are the examples made on another "
+    "model (their source), judged by this one."
 )
 
 

@@ -110,10 +110,12 @@ def _attack(row: pd.Series) -> str:
 
 
 def _cells(rows: pd.DataFrame) -> list[Cell]:
+    """Cells as a verdict names them; a transferred set says which model its examples were made on."""
     return [
-        Cell(_attack(r), r["toolkit"], float(r["robust_accuracy"]), r["run_id"] if pd.notna(r["run_id"]) else None)
+        Cell(_attack(r) + (f" from {r['source']}" if r["evaluation"] == "transfer" else ""), r["toolkit"],
+             float(r["robust_accuracy"]), r["run_id"] if pd.notna(r["run_id"]) else None)
         for _, r in rows.iterrows()
-    ]
+    ]  # fmt: skip
 
 
 def _thresholded(at: pd.DataFrame) -> list[Cell]:

@@ -22,6 +22,7 @@ from bridge.defences.preprocessing import DEFENCE_CLASSES
 from bridge.models.config import ModelConfig
 from bridge.scenario.load import apply_overrides
 from bridge.scenario.schema import Scenario
+from bridge.studies.evasion.config import transfer_kinds
 
 # Scenario keys that say where a study runs, or that a cell's command sets itself: never recovered as overrides.
 NOT_RECOVERED = ("name", "tracking", "executor", "ray", "attacks", "transfer", "checks", "robustness", "detector")
@@ -104,18 +105,26 @@ def _minimal_entries(resolved: dict[str, Any]) -> dict[str, Any]:
 
 def cell_overrides(effective: dict[str, Any], spec: dict[str, Any], row: pd.Series) -> dict[str, Any]:
     """The top-level values that make the study of `effective` (a scenario as run) this one cell: its attack entry,
-    its model and defence alone (with `none` for a transferred row), and nothing else that runs."""
+    its model and defence alone (a transferred row: with the model its examples were made on), and nothing else
+    that runs."""
     transferred = row["evaluation"] == "transfer"
     out: dict[str, Any] = {"attacks": [attack_entry(spec)]}
-    base = row["model"] if row["defence"] == "none" else row["model"].removesuffix(f"/{row['defence']}")
+    # a victim is named `<model>` or `<model>/<defence>`; neither name may hold a "/"
+    victims = [row["model"].partition("/"), *([row["source"].partition("/")] if transferred else [])]
     models = effective.get("models") or []
     if len(models) > 1:
-        out["models"] = [m for m in models if _model_name(m) == base]
+        out["models"] = [m for m in models if _model_name(m) in {base for base, _, _ in victims}]
     defences = effective.get("defences") or ["none"]
     if len(defences) > 1:
-        keep = {"none", row["defence"]} if transferred else {row["defence"]}
+        keep = {defence or "none" for _, _, defence in victims}
         out["defences"] = [d for d in defences if _defence_name(d) in keep]
-    if effective.get("transfer") and not transferred:
+    made = transfer_kinds(effective.get("transfer"))  # an older study's is a bool
+    if transferred:  # the one kind of transfer that made this row (`defences` refuses a grid without a defence)
+        (target, _, _), (source, _, source_defence) = victims
+        kind = "defences" if "defences" in made and source == target and not source_defence else "models"
+        if made != [kind]:
+            out["transfer"] = [kind]
+    elif made:
         out["transfer"] = False
     out |= {key: None for key in ("detector", "robustness") if effective.get(key) is not None}
     if any((effective.get("checks") or {}).values()):

@@ -27,8 +27,8 @@ from bridge.studies.evasion.analysis import (
 from bridge.studies.evasion.checks import Check, run_checks
 
 TABLE_COLUMNS = [
-    "model", "defence", "dataset", "attack", "norm", "eps", "targeted", "variant", "evaluation", "toolkit",
-    "native_class",
+    "model", "defence", "dataset", "attack", "norm", "eps", "targeted", "variant", "evaluation", "source",
+    "toolkit", "native_class",
     "status",
     "clean_accuracy", "robust_accuracy", "robust_accuracy_worst_case", "attack_success_rate", "median_distance",
     "linf_mean", "linf_max", "l2_mean", "l2_max", "l0_mean", "budget_violations", "wall_time_s", "samples_per_s",
@@ -78,6 +78,8 @@ def aggregate(results: list[Result], meta: dict[str, Any]) -> Summary:
     )
     if meta["defences"] > 1:
         record = record | _tradeoff(tradeoff_table(by_eps, victims), flagged)
+    if meta.get("matrix"):
+        record = record | _transfer_matrix(transfer_matrix(direct + transferred), [v.row["model"] for v in victims])
     return Summary(table, checks, record)
 
 
@@ -173,6 +175,32 @@ def _worst_case(by_eps: pd.DataFrame, clean: dict[str, float], flagged: set[str]
             out.files[f"plots/worst_case_vs_eps-{norm}.png"] = plots.png(
                 plots.worst_case_curve(rows, title, clean, flagged)
             )
+    return out
+
+
+MATRIX_KEYS = ["attack", "norm", "eps", "targeted", "variant", "toolkit"]
+
+
+def transfer_matrix(outcomes: list[Outcome]) -> pd.DataFrame:
+    """`transfer: models` as a long table: per spec and toolkit, the robust accuracy and success rate of every
+    target model on every source model's examples (source == target: the direct attack). Every cell that ran is a
+    row; a pair whose cell failed or did not run has none."""
+    columns = ["source", "target", *MATRIX_KEYS, "evaluation", "robust_accuracy", "attack_success_rate", "run_id"]
+    rows = [{**{k: o.row[k] for k in columns if k != "target"}, "target": o.row["model"]} for o in outcomes if o.ok]
+    return pd.DataFrame(rows, columns=columns)
+
+
+def _transfer_matrix(matrix: pd.DataFrame, models: list[str]) -> Aggregate:
+    """The source x target matrix: its table, and one heat-map per spec (a panel per toolkit)."""
+    out = Aggregate({"transfer/matrix.csv": matrix.to_csv(index=False)}, {"transfer/matrix.json": matrix})
+    for (attack, norm, eps, targeted, variant), rows in matrix.groupby(MATRIX_KEYS[:-1], dropna=False):
+        budget = "" if pd.isna(eps) else f" eps={eps:g}"
+        aim = "" if targeted == "none" else f" targeted={targeted}"
+        title = f"{attack} {norm}{budget}{aim}" + (f" [{variant}]" if variant else "")
+        name = "-".join(p for p in (attack, norm, budget.strip() or "min", aim.strip(), variant) if p)
+        out.files[f"plots/transfer/{name.replace(' ', '_')}.png"] = plots.png(
+            plots.transfer_matrix(rows, f"{title}: transfer across models", models)
+        )
     return out
 
 

@@ -113,7 +113,7 @@ def worst_case_by_eps(outcomes: list[Outcome]) -> pd.DataFrame:
 
 def _label(o: Outcome) -> str:
     """A cell's label, marked when its examples were transferred from another model (same spec, other cell)."""
-    return o.spec.label + (" (transfer)" if o.row.get("evaluation") == "transfer" else "")
+    return o.spec.label + (f" (transfer from {o.row.get('source')})" if o.row.get("evaluation") == "transfer" else "")
 
 
 def security_curve(outcome: Outcome, grid: np.ndarray) -> np.ndarray:

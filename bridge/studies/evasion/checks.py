@@ -145,17 +145,18 @@ def blackbox_not_stronger(ok: list[Outcome], tol: float) -> Check:
 
 
 def direct_beats_transfer(ok: list[Outcome], transferred: list[Outcome], tol: float) -> Check:
-    """A defended model must fall at least as far under direct attack as under examples transferred from the
-    undefended model; the reverse means its gradients mislead the attacks (use gradient bpda or eot)."""
-    check = Check("direct_beats_transfer", "no transferred example set beats every direct attack on the defence")
+    """A model must fall at least as far under direct attack as under examples transferred from another model (its
+    undefended version, or another model of the study); the reverse means its gradients mislead the attacks (for
+    a preprocessing defence: use gradient bpda or eot)."""
+    check = Check("direct_beats_transfer", "no transferred example set beats every direct attack on the model")
     tripped, compared = _below_best(
         [t for t in transferred if t.spec.kind == "fixed"],
         lambda t: [o for o in ok if o.spec.kind == "fixed" and o.spec.norm == t.spec.norm and o.spec.eps == t.spec.eps],
         tol, (" transferred", "direct"),
     )  # fmt: skip
     if not compared:
-        return check.skip("no transferred cell (transfer: true, for preprocessing defences) shares a norm and eps")
-    message = "gradient masking: examples made on the undefended model beat the attacks on the defended one"
+        return check.skip("no transferred cell (transfer: defences or models) shares a norm and eps")
+    message = "gradient masking: examples made on another model beat the direct attacks on this one"
     return check.trip(tripped, message) if tripped else check
 
 

@@ -1,4 +1,5 @@
-"""The evasion study's sections of a scenario: `attacks` (the grid), `checks`, `transfer`, `robustness`, `detector`."""
+"""The evasion study's sections of a scenario: `attacks` (the grid), `checks`, `transfer`, `export`, `robustness`,
+`detector`."""
 
 from __future__ import annotations
 
@@ -16,6 +17,16 @@ from bridge.studies.evasion.model_metrics import ModelMetricsConfig
 
 def _as_list(value: Any) -> Any:
     return value if isinstance(value, list) else [value]
+
+
+def transfer_kinds(value: Any) -> Any:
+    """`transfer:` one name or a list of names; true is `defences`, false (or null) none."""
+    if isinstance(value, bool) or value is None:
+        return ["defences"] if value else []
+    return _as_list(value)
+
+
+TRANSFERS = ("defences", "models")
 
 
 class AttackEntry(Tuning):
@@ -48,8 +59,11 @@ class DetectorEntry(DetectorConfig):
 FIELDS: dict[str, tuple[Any, Any]] = {
     "attacks": (list[AttackEntry] | None, Field(default=None, min_length=1)),
     "checks": (ChecksConfig, ChecksConfig()),
-    # also evaluate each preprocessing-defended model on the examples made on its undefended model
-    "transfer": (bool, False),
+    # defences: also evaluate each preprocessing-defended model on the examples made on its undefended model;
+    # models: every cell's examples on every other model of the study (a source x target matrix)
+    "transfer": (Annotated[list[Literal[TRANSFERS]], BeforeValidator(transfer_kinds)], []),  # type: ignore[valid-type]
+    # npz: every attack cell's examples with their labels and predictions, as `examples.npz` on its child run
+    "export": (Literal["none", "npz"], "none"),
     "robustness": (ModelMetricsConfig | None, None),  # CLEVER, empirical robustness, loss sensitivity per model
     "detector": (DetectorEntry | None, None),
 }
@@ -58,10 +72,13 @@ FIELDS: dict[str, tuple[Any, Any]] = {
 def validate(scenario: Any) -> None:
     """Checks across keys (ValueError: one line)."""
     defences = scenario.defences
-    if scenario.transfer and not (NONE in defences and any(d != NONE and not isinstance(d, TrainingDefence)
-                                                           for d in defences)):  # fmt: skip
-        raise ValueError("transfer evaluates preprocessing defences on examples made on the undefended model: "
-                         "defences needs none and at least one preprocessing defence")  # fmt: skip
+    if "models" in scenario.transfer and len(scenario.model_list) * len(defences) < 2:
+        raise ValueError("transfer: models evaluates each cell's examples on the study's other models: "
+                         "models (or defences) needs at least two entries")  # fmt: skip
+    preprocessing = any(d != NONE and not isinstance(d, TrainingDefence) for d in defences)
+    if "defences" in scenario.transfer and not (NONE in defences and preprocessing):
+        raise ValueError("transfer: defences evaluates preprocessing defences on examples made on the undefended "
+                         "model: defences needs none and at least one preprocessing defence")  # fmt: skip
     detector = scenario.detector
     toolkits = {t for entry in scenario.attacks for t in entry.toolkit if detector and entry.attack == detector.attack}
     if detector is not None and detector.train_toolkit not in toolkits:

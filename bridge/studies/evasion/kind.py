@@ -45,7 +45,7 @@ class Evasion:
             spec = AttackSpec.model_validate(task.params["spec"])
             native = task.params.get("translation", {}).get("native_class")
             row = planning.base_row(spec, native, task.recipe, status)
-            return row if task.kind == "attack" else {**row, "evaluation": "transfer"}
+            return row if task.kind == "attack" else {**row, "evaluation": "transfer", "source": task.params["from"]}
         return {"model": task.recipe.name, "defence": task.recipe.defence_name, "status": status}
 
     def child(self, task: Task, result: Result) -> tuple[dict[str, Any], dict[str, str]]:

@@ -112,6 +112,7 @@ def base_row(spec: AttackSpec, native: str | None, recipe: Recipe, status: str, 
         "targeted": spec.targeted,
         "variant": variant,
         "evaluation": "direct",
+        "source": recipe.name,  # the model the examples were made on (another one for a transfer)
         "toolkit": spec.toolkit,
         "native_class": native,
         "status": status,
@@ -127,13 +128,27 @@ def _parity_cell(spec: AttackSpec) -> bool:
     return (spec.attack, spec.norm) in DETERMINISTIC_PARITY and not spec.random_start
 
 
+def transfer_pairs(scenario: Any, recipes: list[Recipe]) -> list[tuple[Recipe, Recipe]]:
+    """(source, target) victims whose cells' examples the target judges: `defences`, each undefended model's onto
+    its preprocessing-defended versions; `models`, every victim's onto every other. Each pair once, in plan order."""
+    pairs: dict[tuple[str, str], tuple[Recipe, Recipe]] = {}
+    if "defences" in scenario.transfer:
+        for target in (r for r in recipes if r.preprocessing):
+            for source in (r for r in recipes if r.base == target.base and r.defence == NONE):
+                pairs[source.key, target.key] = (source, target)
+    if "models" in scenario.transfer:
+        pairs |= {(s.key, t.key): (s, t) for s in recipes for t in recipes if s.key != t.key}
+    return list(pairs.values())
+
+
 def tasks(scenario: Any, cells: list[Cell], recipes: list[Recipe], n_samples: int) -> tuple[list[Task], dict]:
     """The study's tasks and what its aggregation needs to know besides their results (`meta`, JSON).
 
     Per victim: one `victim` task (clean accuracy, the model-level checks, ART's metrics when `robustness:` asks),
-    one `attack` task per supported cell, a `transfer` task per example set of the undefended model that a
-    preprocessing-defended version judges, and a `detector` task that depends on its attack's cells."""
-    transfer_from = {r.base for r in recipes if r.preprocessing} if scenario.transfer else set()
+    one `attack` task per supported cell, a `transfer` task per cell of a source victim and target victim that
+    `transfer:` pairs, and a `detector` task that depends on its attack's cells."""
+    pairs = transfer_pairs(scenario, recipes)
+    sources = {s.key for s, _ in pairs}
     suffix = len(recipes) > 1
     out: list[Task] = []
     attacks: dict[str, list[Task]] = {}
@@ -141,24 +156,24 @@ def tasks(scenario: Any, cells: list[Cell], recipes: list[Recipe], n_samples: in
     for recipe in recipes:
         out.append(_victim_task(scenario, recipe))
         attacks[recipe.key] = []
-        source = recipe.defence == NONE and recipe.base in transfer_from
         for cell in cells:
             if cell.unsupported:
                 rows.append(
                     {"row": base_row(cell.spec, None, recipe, f"unsupported: {cell.unsupported}", cell.variant)}
                 )
                 continue
-            task = _attack_task(cell, recipe, n_samples, suffix, source or _detector_cell(cell.spec, scenario.detector))
+            needed = recipe.key in sources or _detector_cell(cell.spec, scenario.detector)
+            task = _attack_task(cell, recipe, n_samples, suffix, needed, scenario.export)
             attacks[recipe.key].append(task)
             rows.append({"task": task.key, "variant": cell.variant})
         out += attacks[recipe.key]
-    for recipe in recipes:
-        if recipe.preprocessing and recipe.base in transfer_from:
-            for source in (r for r in recipes if r.base == recipe.base and r.defence == NONE):
-                out += [_transfer_task(made, source, recipe) for made in attacks[source.key]]
+    for source, target in pairs:
+        out += [_transfer_task(made, source, target) for made in attacks[source.key]]
     if scenario.detector is not None:
         out += [_detector_task(scenario.detector, recipe, attacks[recipe.key]) for recipe in recipes]
-    return out, {"rows": rows, "defences": len(scenario.defences), "scenario": scenario.name}
+    meta = {"rows": rows, "defences": len(scenario.defences), "scenario": scenario.name,
+            "matrix": "models" in scenario.transfer}  # fmt: skip
+    return out, meta
 
 
 def _victim_task(scenario: Any, recipe: Recipe) -> Task:
@@ -169,10 +184,13 @@ def _victim_task(scenario: Any, recipe: Recipe) -> Task:
     return Task(STUDY, "victim", recipe, params, f"victim {recipe.name}", toolkits=("art",) if robustness else ())
 
 
-def _attack_task(cell: Cell, recipe: Recipe, n_samples: int, suffix: bool, needed: bool) -> Task:
-    """One cell on one victim; its examples are stored where a later task (`needed`) or the parity check reads them."""
+def _attack_task(cell: Cell, recipe: Recipe, n_samples: int, suffix: bool, needed: bool, export: str) -> Task:
+    """One cell on one victim; its examples are stored where a later task (`needed`) or the parity check reads them,
+    and exported (`examples.npz`) when the scenario asks."""
     spec = cell.spec
     params = {"spec": spec.model_dump(mode="json"), "translation": cell.translation.as_dict(), "origin": cell.origin}
+    if export != "none":  # part of the task's identity: a resumed study with export on writes the files it lacks
+        params["export"] = export
     label = cell_name(spec, cell.variant, recipe.name if suffix else None)
     units = math.ceil(n_samples / spec.batch_size)
     return Task(STUDY, "attack", recipe, params, label, toolkits=(spec.toolkit,), units=units,
@@ -180,7 +198,7 @@ def _attack_task(cell: Cell, recipe: Recipe, n_samples: int, suffix: bool, neede
 
 
 def _transfer_task(made: Task, source: Recipe, recipe: Recipe) -> Task:
-    """The examples of cell `made` (on the undefended `source`) judged by its defended version `recipe`."""
+    """The examples of cell `made` (on `source`) judged by another victim, `recipe`."""
     params = {"spec": made.params["spec"], "from": source.name}
     return Task(STUDY, "transfer", recipe, params, f"{made.label} → {recipe.name} (transfer)", depends=(made.key,))
 

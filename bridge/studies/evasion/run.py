@@ -20,6 +20,7 @@ from bridge.report import plots
 from bridge.studies.evasion.analysis import Outcome, median_distance
 from bridge.studies.evasion.cell import measure
 from bridge.studies.evasion.checks import model_checks
+from bridge.studies.evasion.export import EXAMPLES_FILE, examples_npz
 from bridge.studies.evasion.metrics import evaluate_cell
 from bridge.studies.evasion.model_metrics import ModelMetricsConfig, compute_model_metrics
 from bridge.studies.evasion.plan import base_row
@@ -69,6 +70,8 @@ def run_attack(task: Task, victim: Victim, inputs: dict[str, Result], progress: 
             arrays["targets"] = _numpy(m.targets)
     grid = plots.sample_grid(victim.x, m.x_adv, victim.y, victim.clean_pred, m.adv_pred, victim.model.bounds)
     files = {"samples.png": plots.png(grid), "translation.json": _json(translation.as_dict())}
+    if task.params.get("export") == "npz":
+        files[EXAMPLES_FILE] = examples_npz(_numpy(m.x_adv), m.per_sample)
     return task.result("ok", row=row, metrics=_compared(m.metrics), per_sample=m.per_sample, arrays=arrays, files=files,
                        started=m.started, ended=m.ended)  # fmt: skip
 
@@ -91,7 +94,8 @@ def run_transfer(task: Task, victim: Victim, inputs: dict[str, Result], progress
     metrics = dict(result.metrics)
     if spec.kind == "minimum":
         metrics["median_distance"] = median_distance(Outcome(spec, {}, result.per_sample))
-    row = {**base_row(spec, source.row["native_class"], task.recipe, "ok"), "evaluation": "transfer", **metrics}
+    row = {**base_row(spec, source.row["native_class"], task.recipe, "ok"), "evaluation": "transfer",
+           "source": task.params["from"], **metrics}  # fmt: skip
     progress(1)
     return task.result("ok", row=row, metrics=_compared(metrics), per_sample=result.per_sample)
 
