@@ -13,6 +13,7 @@ from conftest import TRAINING, module_store, write_scenario
 from mlflow.tracking import MlflowClient
 
 from bridge import run_scenario
+from bridge.runner.aggregate import reaggregate
 
 # What a reviewer compares in the runs table (a child's metrics); the rest is in its row and result.json.
 METRICS = {"clean_accuracy", "robust_accuracy", "attack_success_rate", "budget_violations", "queries_per_sample",
@@ -113,6 +114,11 @@ def test_failed_cell_is_recorded_and_study_goes_on(e2e) -> None:
     assert run.info.status == "FAILED"
     assert "error.txt" in _artifacts(client, run.info.run_id)
     assert "batch" in run.data.tags["error"].lower()
+    again, _ = reaggregate(table.attrs["tracking_uri"], table.attrs["parent_run_id"])  # from the store alone
+    pd.testing.assert_frame_equal(again, table)  # the failed cell keeps its row
+    logged = client.load_table(table.attrs["experiment_id"], "comparison/comparison.json",
+                               run_ids=[table.attrs["parent_run_id"]])  # fmt: skip
+    assert len(logged) == len(table)  # rewritten, not appended to (MLflow's log_table appends)
 
 
 def test_parent_artifacts(e2e) -> None:

@@ -9,6 +9,7 @@ are done; `load` reads a result back exactly as it was computed.
 from __future__ import annotations
 
 import math
+import posixpath
 import tempfile
 import time
 from collections.abc import Iterator
@@ -96,12 +97,14 @@ class Store:
     def children(self, parent_id: str) -> list[Any]:
         return list(self._search(f"tags.mlflow.parentRunId = '{parent_id}'", ["attributes.start_time ASC"]))
 
-    def finished(self, parent_id: str) -> dict[str, Any]:
-        """The latest FINISHED child run of each task key under `parent_id`."""
+    def finished(self, parent_id: str, statuses: tuple[str, ...] = ("FINISHED",)) -> dict[str, Any]:
+        """The latest child run of each task key under `parent_id` whose status is one of `statuses`: FINISHED, the
+        tasks a resumed study reuses; with FAILED too, every task's last recorded result (what re-aggregation
+        reads, so a failed cell keeps its row)."""
         done: dict[str, Any] = {}
         for run in self.children(parent_id):
             key = run.data.tags.get(KEY)
-            if key and run.info.status == "FINISHED":
+            if key and run.info.status in statuses:
                 done[key] = run
         return done
 
@@ -155,14 +158,21 @@ class Store:
     # --- the parent's own record ---------------------------------------------------------------------------------
 
     def write(self, run_id: str, record: Aggregate) -> None:
-        """Files, tables, metrics and tags on the parent run (files replace those of an earlier pass)."""
+        """Files, tables, metrics and tags on the parent run (files and tables replace those of an earlier pass)."""
         from mlflow.entities import Metric, RunTag
 
-        with tempfile.TemporaryDirectory() as tmp:
-            _write_files(Path(tmp), record.files)
-            self.client.log_artifacts(run_id, tmp)
+        # MLflow's log_table appends to a table the run has: one already there is rewritten in log_table's format
+        folders = {posixpath.dirname(name) or None for name in record.tables}
+        there = {a.path for folder in folders for a in self.client.list_artifacts(run_id, folder)}
+        files = dict(record.files)
         for name, table in record.tables.items():
-            self.client.log_table(run_id, table, name)
+            if name in there:
+                files[name] = table.to_json(orient="split", index=False, date_format="iso")
+            else:
+                self.client.log_table(run_id, table, name)
+        with tempfile.TemporaryDirectory() as tmp:
+            _write_files(Path(tmp), files)
+            self.client.log_artifacts(run_id, tmp)
         now = _ms(time.time())
         metrics = [Metric(k, float(v), now, 0) for k, v in record.metrics.items()]
         tags = [RunTag(k, _fit(str(v))) for k, v in record.tags.items()]

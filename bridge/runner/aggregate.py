@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -55,9 +56,35 @@ def latest_study(uri: str) -> str:
     return found[0].info.run_id
 
 
-def _rebuild(uri: str, run_id: str) -> tuple[pd.DataFrame, str, tuple[str, str]]:
-    """Every kind re-aggregated from the store and written to the parent with the report: (the comparison table,
-    the experiment's name, the report as (html, markdown))."""
+@dataclass
+class Recorded:
+    """A study as its store holds it, each kind's aggregation computed in memory (nothing written): what
+    `advbridge aggregate` and `report` write back to the parent, and what `open_study` reads."""
+
+    store: Store
+    run: Any  # the parent run
+    experiment: str
+    plan: dict[str, Any]  # the recorded `study/plan.json`
+    summaries: list[Any]  # each kind's aggregation (table, checks, record)
+    results: list[Result]  # every recorded task's result (a failed one too), as recorded
+
+    def table(self) -> pd.DataFrame:
+        """The comparison table, its attrs as `run_scenario` sets them."""
+        table = pd.concat([s.table for s in self.summaries], ignore_index=True)
+        table.attrs.update(
+            tracking_uri=self.store.uri, experiment_id=self.run.info.experiment_id, parent_run_id=self.run.info.run_id,
+            n_samples=json.loads(self.run.data.params.get("n_samples", "0")), failed=every_cell_failed(table),
+            checks=self.checks().to_dict("records"),
+        )  # fmt: skip
+        return table
+
+    def checks(self) -> pd.DataFrame:
+        return pd.concat([s.checks for s in self.summaries], ignore_index=True)
+
+
+def read_study(uri: str, run_id: str) -> Recorded:
+    """Study `run_id` read from the store at `uri` and aggregated by each of its kinds, writing nothing (a bad
+    run id, or a run that is not a study, is one line)."""
     client = _client(uri, run_id)
     try:
         run = client.get_run(run_id)
@@ -70,23 +97,24 @@ def _rebuild(uri: str, run_id: str) -> tuple[pd.DataFrame, str, tuple[str, str]]
             recorded: dict[str, Any] = json.loads(Path(client.download_artifacts(run_id, PLAN, tmp)).read_text())
         except Exception:
             raise ScenarioError(f"{run_id}: not a study (it has no {PLAN})") from None
-    finished = store.finished(run_id)
+    finished = store.finished(run_id, ("FINISHED", "FAILED"))
     summaries, results = [], []
     for name, meta in recorded["meta"].items():
         keys = [t["key"] for t in recorded["tasks"] if t["study"] == name and t["key"] in finished]
         mine = [store.load(finished[k]) for k in keys]
         summaries.append(KINDS[name].aggregate(mine, meta))
-        store.write(run_id, summaries[-1].record)
         results += mine
-    report = write_report(store, run_id, summaries, results)
-    table = pd.concat([s.table for s in summaries], ignore_index=True)
-    n = json.loads(client.get_run(run_id).data.params.get("n_samples", "0"))
-    table.attrs.update(
-        tracking_uri=uri, experiment_id=run.info.experiment_id, parent_run_id=run_id, n_samples=n,
-        failed=every_cell_failed(table),
-        checks=pd.concat([s.checks for s in summaries], ignore_index=True).to_dict("records"),
-    )  # fmt: skip
-    return table, experiment, report
+    return Recorded(store, run, experiment, recorded, summaries, results)
+
+
+def _rebuild(uri: str, run_id: str) -> tuple[pd.DataFrame, str, tuple[str, str]]:
+    """Every kind re-aggregated from the store and written to the parent with the report: (the comparison table,
+    the experiment's name, the report as (html, markdown))."""
+    study = read_study(uri, run_id)
+    for summary in study.summaries:
+        study.store.write(run_id, summary.record)
+    report = write_report(study.store, run_id, study.summaries, study.results)
+    return study.table(), study.experiment, report
 
 
 def reaggregate(uri: str, run_id: str) -> tuple[pd.DataFrame, str]:
