@@ -1,5 +1,5 @@
-"""The `advbridge` command: run (and resume), aggregate, report, validate, list, ui. Heavy imports happen inside
-commands."""
+"""The `advbridge` command: run (and resume), aggregate, report, compare, validate, list, ui. Heavy imports happen
+inside commands."""
 
 from __future__ import annotations
 
@@ -47,6 +47,13 @@ def _parser() -> argparse.ArgumentParser:
         help="the HTML page (default: report.html here); the markdown is written beside it, as FILE with .md",
     )  # fmt: skip
     rep.add_argument("--uri", **uri)
+
+    cmp = sub.add_parser("compare", help="what changed between two studies, beyond noise (read from the store)")
+    cmp.add_argument("run_a", metavar="RUN_A", help="the study compared from: a parent run id, or latest")
+    cmp.add_argument("run_b", metavar="RUN_B", help="the study compared to (it records compare/RUN_A.md), or latest")
+    cmp.add_argument("-o", "--output", metavar="FILE.md", help="also write the comparison (markdown) to FILE.md")
+    cmp.add_argument("--alpha", type=float, default=0.05, help="significance level of a change (default: 0.05)")
+    cmp.add_argument("--uri", **uri)
 
     val = sub.add_parser("validate", help="check a scenario file without running it")
     val.add_argument("scenario")
@@ -140,6 +147,31 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_compare(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    from bridge.runner.compare import compare, log_comparison, markdown
+    from bridge.runner.preflight import checked_uri
+    from bridge.runner.results import open_study
+
+    out = Path(args.output) if args.output else None
+    if out is not None and not out.parent.is_dir():
+        raise ScenarioError(f"-o {args.output}: {out.parent} is not a folder")
+    if out is not None and out.is_dir():
+        raise ScenarioError(f"-o {args.output}: a folder; give the markdown file's path")
+    if not 0 < args.alpha < 1:
+        raise ScenarioError(f"--alpha {args.alpha:g}: a significance level is between 0 and 1 (e.g. 0.05)")
+    uri = checked_uri(args.uri, "--uri")
+    a, b = open_study(args.run_a, uri), open_study(args.run_b, uri)
+    found = compare(a, b, args.alpha)
+    text = markdown(found)
+    print(text)
+    if out is not None:
+        out.write_text(text)
+    log_comparison(b, found, text)
+    return 0
+
+
 def ui_command(uri: str, port: int) -> list[str]:
     """The `mlflow server` command line for advbridge's store, bound to 127.0.0.1 only."""
     from bridge.engine.tracking import artifact_root
@@ -170,8 +202,8 @@ def main(argv: list[str] | None = None) -> int:
     with the file its traceback went to), 2 bad input (one line, nothing written), 130 interrupted (Ctrl-C),
     143 terminated (SIGTERM)."""
     args = _parser().parse_args(argv)
-    commands = {"run": cmd_run, "aggregate": cmd_aggregate, "report": cmd_report, "validate": cmd_validate,
-                "list": cmd_list, "ui": cmd_ui}  # fmt: skip
+    commands = {"run": cmd_run, "aggregate": cmd_aggregate, "report": cmd_report, "compare": cmd_compare,
+                "validate": cmd_validate, "list": cmd_list, "ui": cmd_ui}  # fmt: skip
     previous = signal.signal(signal.SIGTERM, _terminate)
     try:
         return commands[args.command](args)
