@@ -143,7 +143,7 @@ def test_ui_serves_the_same_store(tmp_path) -> None:
     finally:
         server.terminate()
         server.wait(timeout=20)
-    left = subprocess.run(["pgrep", "-f", f"--port {port}"], capture_output=True, text=True).stdout.split()
+    left = subprocess.run(["pgrep", "-f", "--", f"--port {port}"], capture_output=True, text=True).stdout.split()
     assert not left, f"the UI left processes behind: {left}"
 
 

@@ -185,11 +185,26 @@ def ui_command(uri: str, port: int) -> list[str]:
 
 
 def cmd_ui(args: argparse.Namespace) -> int:
-    from bridge.engine.tracking import ui_url
+    from mlflow.exceptions import MlflowException
+
+    from bridge.engine.tracking import KEY_VIEW_NAME, studies_with_key_view, ui_url
     from bridge.runner.preflight import checked_uri
 
     uri = checked_uri(args.uri, "--uri")
     print(f"MLflow UI for {uri} at {ui_url(UI_HOST, args.port)} (Ctrl-C stops it)", flush=True)
+    # MLflow's runs table shows no metric until columns are picked: each study's experiment gets a saved view that
+    # shows them (in its Views menu, as KEY_VIEW_NAME), and a link that opens it.
+    try:
+        experiments = studies_with_key_view(uri)
+    except MlflowException as exc:
+        experiments = []
+        print(f"(no links to the '{KEY_VIEW_NAME}' views: {one_line(exc)})", flush=True)
+    if experiments:
+        print("Each study's cells with robust accuracy, success rate, median distance and status:", flush=True)
+    for name, eid in experiments[:10]:
+        print(f"  {name}: {ui_url(UI_HOST, args.port, eid)}", flush=True)
+    if len(experiments) > 10:
+        print(f"  ... {len(experiments) - 10} more: each experiment's Views menu has '{KEY_VIEW_NAME}'", flush=True)
     # The job runner is only for MLflow's GenAI features; without it the server needs ~250 MB, not ~2 GB.
     env = {**os.environ, "MLFLOW_SERVER_ENABLE_JOB_EXECUTION": "false"}
     # Become the server, so that a signal to this process stops the server and its workers too.

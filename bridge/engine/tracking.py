@@ -1,4 +1,5 @@
-"""MLflow tracking: which store, where artifacts go, and the experiment, created before any run starts.
+"""MLflow tracking: which store, where artifacts go, the experiment, created before any run starts, and the view of
+its runs table that `advbridge ui` links to.
 
 Default store: `sqlite:///mlruns/mlflow.db` with artifacts in `mlruns/artifacts/` (MLflow 3.x raises on
 the file store). A scenario's `tracking.uri`, else $MLFLOW_TRACKING_URI, overrides it; another sqlite file
@@ -7,7 +8,9 @@ gets an `artifacts/` folder beside it; an http(s) URI uses the server's artifact
 
 from __future__ import annotations
 
+import json
 import os
+import time
 from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
@@ -128,10 +131,10 @@ def setup(uri: str, experiment: str) -> str:
             return found.experiment_id
         location = _artifact_location(uri, experiment)
         try:
-            # The tag makes the UI open on the runs table rather than the GenAI overview.
-            return mlflow.create_experiment(
-                experiment, artifact_location=location, tags={"mlflow.experimentKind": "custom_model_development"}
-            )
+            # The first tag makes the UI open on the runs table rather than the GenAI overview; the second is the
+            # runs table's view that shows what a reviewer compares (see `key_view`).
+            tags = {"mlflow.experimentKind": "custom_model_development", VIEW_TAG_PREFIX + KEY_VIEW: key_view()}
+            return mlflow.create_experiment(experiment, artifact_location=location, tags=tags)
         except MlflowException:
             found = mlflow.get_experiment_by_name(experiment)
             if found is None:
@@ -151,6 +154,56 @@ def _artifact_location(uri: str, experiment: str) -> str | None:
     return location.as_uri()
 
 
-def ui_url(host: str, port: int, experiment_id: str | None = None) -> str:
+# MLflow 3's runs table shows Source, Models and Dataset and no metric until a user picks columns, and nests each
+# study's cells under its parent run, collapsed. A saved view is an experiment tag `mlflow.sharedViewState.ID` that
+# the UI applies when its URL says `?viewStateShareKey=ID` (the link its "Share" button makes) and lists under
+# "Views". advbridge's selects the columns a reviewer compares and sorts by robust accuracy, the strongest attack
+# first; any sort but by creation time also lists every cell on its own row (the UI nests only then).
+KEY_VIEW, KEY_VIEW_NAME = "advbridge", "advbridge: key metrics"
+VIEW_TAG_PREFIX = "mlflow.sharedViewState."
+# Column ids (the UI's): what a reviewer compares, each with a width that shows its header whole.
+KEY_COLUMNS = {"metrics.`robust_accuracy`": 150, "metrics.`attack_success_rate`": 170, "metrics.`median_distance`": 160,
+               "metrics.`clean_accuracy`": 140, "tags.`status`": 100}  # fmt: skip
+
+
+def key_view() -> str:
+    """The saved view's tag value. MLflow 3.17 reads an envelope whose `state` is the view as JSON; 3.x releases
+    before saved views read the view's fields at the top level of the value, so they are there too."""
+    # The UI sizes only the columns it is given an order for: the run's name, creation and duration stay first.
+    widths = {"attributes.`Run Name`": 380, "runDateAndNestInfo": 160, "duration": 90, **KEY_COLUMNS}
+    state = {
+        "selectedColumns": list(KEY_COLUMNS),
+        "columnOrder": list(widths),
+        "columnWidths": widths,
+        "orderByKey": "metrics.`robust_accuracy`",
+        "orderByAsc": True,
+    }
+    now = int(time.time() * 1000)
+    return json.dumps({"name": KEY_VIEW_NAME, "createdAt": now, "updatedAt": now, "state": json.dumps(state), **state})
+
+
+def studies_with_key_view(uri: str) -> list[tuple[str, str]]:
+    """(name, id) of each experiment holding an advbridge study, the latest study's first; one without the key view
+    (made before advbridge wrote it, or the view deleted in the UI) gets it; one with it is left as it is (a view
+    saved over it in the UI is kept)."""
+    found = []
+    mlflow = client(uri)
+    for experiment in mlflow.search_experiments():
+        latest = mlflow.search_runs(
+            [experiment.experiment_id], "tags.`advbridge.role` = 'study'", max_results=1,
+            order_by=["attributes.start_time DESC"],
+        )  # fmt: skip
+        if not latest:
+            continue
+        if VIEW_TAG_PREFIX + KEY_VIEW not in experiment.tags:
+            mlflow.set_experiment_tag(experiment.experiment_id, VIEW_TAG_PREFIX + KEY_VIEW, key_view())
+        found.append((latest[0].info.start_time, experiment.name, experiment.experiment_id))
+    return [(name, eid) for _, name, eid in sorted(found, reverse=True)]
+
+
+def ui_url(host: str, port: int, experiment_id: str | None = None, view: str | None = KEY_VIEW) -> str:
+    """The UI's address; with an experiment, its runs table in `view` (advbridge's, unless None: as last left)."""
     base = f"http://{host}:{port}/"
-    return base + (f"#/experiments/{experiment_id}/runs" if experiment_id else "")
+    if not experiment_id:
+        return base
+    return base + f"#/experiments/{experiment_id}/runs" + (f"?viewStateShareKey={view}" if view else "")
