@@ -101,6 +101,7 @@ def _free_port() -> int:
         return s.getsockname()[1]
 
 
+@pytest.mark.slow  # 26 s of a server's start and an HTTP-tracked run (test_mlflow_ui checks the page itself)
 def test_ui_serves_the_same_store(tmp_path) -> None:
     db = tmp_path / "store" / "mlflow.db"
     uri = f"sqlite:///{db}"
