@@ -31,7 +31,7 @@ defences:
      attack: {attack: pgd, toolkit: torchattacks, norm: linf, eps: 0.1, steps: 7, step_size: 0.025,
               random_start: true}, training: {epochs: 30}}
   - {kind: label_smoothing, value: 0.1}
-transfer: true          # also judge each preprocessing-defended model on the undefended model's examples
+transfer: defences      # also judge each preprocessing-defended model on the undefended model's examples
 robustness: {clever: {n_samples: 5}}                                   # ART's model-level metrics
 detector: {attack: pgd, norm: linf, eps: 0.1, train_toolkit: torchattacks}
 ```
@@ -75,8 +75,9 @@ reports no training curves; schedules and augmentation are refused with it.
 TRANSFER = """
 ## Evaluation options
 
-- `transfer: true` adds, for each preprocessing-defended model, rows with `evaluation: transfer`: the examples
-  every cell made on the undefended model, judged by the defended one (the non-adaptive attack). Their cost
+- `transfer: defences` (or `true`) adds, for each preprocessing-defended model, rows with `evaluation: transfer`
+  and `source: <the undefended model>`: the examples every cell made on the undefended model, judged by the
+  defended one (the non-adaptive attack); `transfer: models` judges every model's on every other (README). Their cost
   columns are empty (no attack ran on the defended model); the trade-off's worst case includes them.
 """
 
