@@ -46,8 +46,44 @@ def test_keras_zoo_forward_and_backward(arch: str, shape: tuple, classes: int) -
     model = KerasModel(net, shape, classes, (0.0, 1.0), "cpu", arch)
     x = torch.rand(4, *shape)
     assert model.predict(x).shape == (4, classes)
-    grad = model.margin_gradient(x, torch.zeros(4, dtype=torch.int64))
+    grad = model.loss_gradient(x, torch.zeros(4, dtype=torch.int64), "margin")
     assert grad.shape == x.shape and float(grad.abs().sum()) > 0
+
+
+@pytest.mark.parametrize("loss", ["ce", "margin", "dlr"])
+def test_keras_loss_gradient_is_the_losss_slope(keras_model: KerasModel, loss: str) -> None:
+    """Each attack loss's input gradient, checked against central differences of that loss on the model's own
+    logits along the coordinates where it is largest."""
+    from bridge.models.shared import attack_loss
+
+    data = select(load_split("digits", "test"), 4, seed=0)
+    grad = keras_model.loss_gradient(data.x, data.y, loss)
+    assert grad.shape == data.x.shape
+
+    def total(x: torch.Tensor) -> float:
+        return float(attack_loss(keras_model.predict(x).double(), data.y, loss).sum())
+
+    h = 1e-3
+    for index in grad.flatten().abs().argsort(descending=True)[:5].tolist():
+        step = torch.zeros(data.x.numel())
+        step[index] = h
+        step = step.view_as(data.x)
+        slope = (total(data.x + step) - total(data.x - step)) / (2 * h)
+        assert slope == pytest.approx(float(grad.flatten()[index]), rel=0.05, abs=1e-3)
+
+
+def test_saturated_keras_logits_trip_the_gradient_check_on_the_cross_entropy(keras_model: KerasModel) -> None:
+    """As for PyTorch (test_checks): logits x 1e4 zero the cross-entropy's gradient, not the margin's."""
+    from bridge.studies.evasion.checks import gradients_available
+
+    data = select(load_split("digits", "test"), 64, seed=0)
+    clean = keras_model.predict(data.x).argmax(1)
+    assert gradients_available(keras_model, data.x, data.y, clean).status == "passed"
+    saturated = keras.Sequential([keras_model.net, keras.layers.Rescaling(1e4)])
+    model = KerasModel(saturated, keras_model.input_shape, 10, (0.0, 1.0), "cpu", "saturated")
+    check = gradients_available(model, data.x, data.y, model.predict(data.x).argmax(1))
+    assert check.status == "failed" and "attacks on the ce loss are blind" in check.detail
+    assert check.detail.startswith("ce: 100%, margin: 0%, dlr: 0% of ")
 
 
 def test_trained_keras_model_is_accurate_and_cached(keras_model: KerasModel) -> None:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bridge.models.shared import Counters, Observed
+from bridge.models.shared import Counters, Observed, attack_loss
 
 INSTALL_HINT = "pip install 'advbridge[tf]'"
 
@@ -148,15 +148,19 @@ class KerasModel(Observed):
         outs = [self(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
         return torch.cat(outs) if outs else torch.empty(0, self.n_classes)
 
-    def margin_gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        """Gradient of (true logit - best other logit) w.r.t. the inputs, for the bridge's gradient check."""
+    def loss_gradient(self, x: torch.Tensor, y: torch.Tensor, loss: str, batch_size: int = 128) -> torch.Tensor:
+        """Gradient w.r.t. the inputs of the summed per-sample attack loss `loss`, as `SharedModel.loss_gradient`
+        gives it: the loss's gradient w.r.t. the logits comes from the one `attack_loss` (torch), and TensorFlow
+        pulls it back through the network."""
         tf = self.tf
-        xs = tf.convert_to_tensor(x.detach().cpu().numpy())
-        onehot = tf.one_hot(y.cpu().numpy(), self.n_classes)
-        with tf.GradientTape() as tape:
-            tape.watch(xs)
-            logits = self._forward(xs)
-            true = tf.reduce_sum(logits * onehot, 1)
-            other = tf.reduce_max(tf.where(onehot > 0, -np.inf, logits), 1)
-            margin = tf.reduce_sum(true - other)
-        return torch.from_numpy(tape.gradient(margin, xs).numpy())
+        grads = []
+        for i in range(0, len(x), batch_size):
+            xs = tf.convert_to_tensor(x[i : i + batch_size].detach().cpu().numpy())
+            with tf.GradientTape() as tape:
+                tape.watch(xs)
+                logits = self._forward(xs)
+            z = torch.from_numpy(np.array(logits)).requires_grad_(True)
+            (upstream,) = torch.autograd.grad(attack_loss(z, y[i : i + batch_size].cpu(), loss).sum(), z)
+            pulled = tape.gradient(logits, xs, output_gradients=tf.constant(upstream.numpy()))
+            grads.append(torch.from_numpy(np.array(pulled)))
+        return torch.cat(grads) if grads else torch.empty_like(x)

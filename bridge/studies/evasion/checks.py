@@ -241,10 +241,7 @@ def detector_not_degenerate(rows: list[dict]) -> Check:
 
 
 def _loss_gradients(model: SharedModel, x: torch.Tensor, y: torch.Tensor) -> dict[str, torch.Tensor]:
-    """Input gradient of each probed attack loss (DLR needs three classes); a model without `loss_gradient`
-    (KerasModel) gives the margin's alone."""
-    if not hasattr(model, "loss_gradient"):
-        return {"margin": model.margin_gradient(x, y)}
+    """Input gradient of each probed attack loss (DLR needs three classes), PyTorch and Keras models alike."""
     return {loss: model.loss_gradient(x, y, loss) for loss in GRADIENT_LOSSES if loss != "dlr" or model.n_classes > 2}
 
 
@@ -272,8 +269,8 @@ def gradients_available(model: SharedModel, x: torch.Tensor, y: torch.Tensor, cl
 
 
 def _vanishing_detail(shares: dict[str, float], n: int) -> str:
-    """Per probed loss, the share of the n samples whose gradient vanishes; the losses not probed (a keras model
-    gives the margin alone; dlr needs 3 classes)."""
+    """Per probed loss, the share of the n samples whose gradient vanishes; the losses not probed (dlr needs 3
+    classes)."""
     missing = [loss for loss in GRADIENT_LOSSES if loss not in shares]
     return (
         ", ".join(f"{loss}: {share:.0%}" for loss, share in shares.items())
