@@ -223,3 +223,23 @@ def test_security_curve_styles_toolkits_apart(docs_img: Path | None) -> None:
     assert len(lines) == 3 and len({line.get_marker() for line in lines}) == 3
     assert "torchattacks (identical to foolbox)" in legend_texts(ax)
     keep(fig, "security_curve", docs_img)
+
+
+def test_transfer_matrix_marks_the_diagonal_identical_panels_and_pairs_not_run(docs_img: Path | None) -> None:
+    models = ["small_cnn", "lenet", "resnet18"]
+    grid = [[0.05, 0.62, 0.48], [0.55, 0.08, 0.51], [0.44, 0.58, 0.02]]  # source row, target column
+    accuracy = {(s, t): grid[i][j] for i, s in enumerate(models) for j, t in enumerate(models)}
+    rows = [{"source": s, "target": t, "toolkit": k, "robust_accuracy": a + (0.03 if k == "torchattacks" else 0)}
+            for k in ("art", "foolbox", "torchattacks") for (s, t), a in accuracy.items()
+            if (k, s, t) != ("torchattacks", "lenet", "resnet18")]  # fmt: skip
+    fig = plots.transfer_matrix(pd.DataFrame(rows), "pgd linf eps=0.1: transfer across models", models)
+    panels = [ax for ax in fig.axes if ax.get_title()]
+    assert [ax.get_title() for ax in panels] == ["art", "foolbox (identical to art)", "torchattacks"]
+    for ax in panels:
+        assert [t.get_text() for t in ax.get_yticklabels()] == models  # rows: the source; columns: the target
+        cells = {(round(t.get_position()[1]), round(t.get_position()[0])): t for t in ax.texts}
+        assert all(cells[i, i].get_fontweight() == "bold" for i in range(3))  # the direct attack
+        assert cells[0, 1].get_fontweight() == "normal"
+    torchattacks = {(round(t.get_position()[1]), round(t.get_position()[0])): t.get_text() for t in panels[2].texts}
+    assert torchattacks[1, 2] == "not run" and torchattacks[0, 1] == "0.65"
+    keep(fig, "transfer_matrix", docs_img)
