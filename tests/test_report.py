@@ -284,3 +284,29 @@ def test_each_cells_command_runs_exactly_that_cell(study) -> None:
         transferred = row["evaluation"] == "transfer"
         assert defences == (["none", row["defence"]] if transferred else [row["defence"]])
         assert plan.scenario.transfer == (["defences"] if transferred else []) and plan.scenario.data.n_samples == 16
+
+
+def test_another_study_kinds_section_is_shown_as_its_summary_wrote_it() -> None:
+    """A scenario without an evasion grid (membership inference alone, say): its kind's markdown becomes a section
+    (HTML escaped, never rendered), with its figures and checks, and the evasion sections say there is no grid."""
+    from bridge.report.html import ReportView, Section, render
+    from bridge.studies.evasion.aggregate import TABLE_COLUMNS
+
+    checks = pd.DataFrame([{"model": "m", "name": "membership_control_at_chance", "question": "q", "status": "failed",
+                            "cells": "lira", "detail": "control AUC 0.71"}])  # fmt: skip
+    text = "| attack | auc |\n|---|---|\n| lira <script>x</script> | 0.83 |\n\nAUC from the bridge's scores."
+    png = (Path(__file__).parent.parent / "docs" / "img" / "tradeoff.png").read_bytes()
+    view = ReportView(
+        scenario="privacy", run_id="r", experiment="e", tracking_uri="sqlite:///x", n_samples=0,
+        table=pd.DataFrame(columns=TABLE_COLUMNS), checks=pd.DataFrame(columns=["model", "name", "status"]),
+        worst=pd.DataFrame(), figures={}, specs={}, notes={}, samples={}, scenario_file="", scenario_text="name: x",
+        commands={}, recovered=None, sections=[Section("membership", text, {"membership/roc.png": png}, checks)],
+    )  # fmt: skip
+    html, markdown = render(view)
+    section = html.split('<section id="membership">')[1].split("</section>")[0]
+    assert "<h2>Membership inference</h2>" in section and "<td>0.83</td>" in section
+    assert "&lt;script&gt;" in section and "<script>" not in html
+    assert "membership/roc.png" in section and "data:image/png;base64," in section
+    assert "control AUC 0.71" in section and 'id="verdict"' not in html
+    assert "No evasion grid in this scenario" in html and "No evasion grid in this scenario" in markdown
+    assert "## Membership inference" in markdown and "check membership_control_at_chance (m): **failed**" in markdown

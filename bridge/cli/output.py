@@ -9,29 +9,38 @@ UI_HOST, UI_PORT = "127.0.0.1", 5000
 
 
 def print_summary(table: Any, n_samples: int) -> None:
-    """The cross-toolkit comparison, then every cell that did not run and why."""
+    """The cross-toolkit comparison of the evasion grid, every cell that did not run and why, each other study
+    kind's table (its rows, the columns it fills), then the sanity checks."""
     from rich.console import Console
     from rich.table import Table
 
     from bridge.report.summary import LEGEND, clean_accuracies, summary
 
-    pivot = summary(table)
-    out = Table(caption=LEGEND, caption_justify="left")
-    for name in pivot.columns:
-        out.add_column(str(name), no_wrap=True)
-    for values in pivot.itertuples(index=False):
-        out.add_row(*map(str, values))
     console = Console(width=max(Console().width, 110))
-    console.print(out)
-    clean = clean_accuracies(table)
-    if len(clean):
-        per_model = ", ".join(f"{m} {a:.3f}" for m, a in clean.items()) if len(clean) > 1 else f"{clean.iloc[0]:.3f}"
-        console.print(f"clean accuracy {per_model} on {n_samples} samples")
-    lines = dict.fromkeys(
-        f"  {r.attack}-{r.norm} | {r.toolkit}: {r.status}" for r in table.itertuples() if r.status != "ok"
-    )
-    for line in lines:  # each reason once: several eps of one attack share it
-        console.print(line, markup=False, soft_wrap=True)
+    kinds = table["study"] if "study" in table else None
+    evasion = table if kinds is None else table[kinds == "evasion"]
+    if len(evasion):
+        pivot = summary(evasion)
+        out = Table(caption=LEGEND, caption_justify="left")
+        for name in pivot.columns:
+            out.add_column(str(name), no_wrap=True)
+        for values in pivot.itertuples(index=False):
+            out.add_row(*map(str, values))
+        console.print(out)
+        clean = clean_accuracies(evasion)
+        if len(clean):
+            many = len(clean) > 1
+            per_model = ", ".join(f"{m} {a:.3f}" for m, a in clean.items()) if many else f"{clean.iloc[0]:.3f}"
+            console.print(f"clean accuracy {per_model} on {n_samples} samples")
+        lines = dict.fromkeys(
+            f"  {r.attack}-{r.norm} | {r.toolkit}: {r.status}" for r in evasion.itertuples() if r.status != "ok"
+        )
+        for line in lines:  # each reason once: several eps of one attack share it
+            console.print(line, markup=False, soft_wrap=True)
+    for kind in [] if kinds is None else [k for k in kinds.unique() if k != "evasion"]:
+        rows = table[kinds == kind].dropna(axis=1, how="all").drop(columns=["study", "run_id"], errors="ignore")
+        console.print(f"\n{kind}:", markup=False)
+        console.print(rows.to_string(index=False, float_format=lambda v: f"{v:.3f}"), markup=False, soft_wrap=True)
     if table.attrs.get("checks"):
         import pandas as pd
 

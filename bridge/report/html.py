@@ -32,6 +32,31 @@ FIGURES = {  # a figure's section, by what its path holds
 }
 
 
+TITLES = {"membership": "Membership inference", "extraction": "Model extraction", "inversion": "Model inversion"}
+
+
+@dataclass(frozen=True)
+class Section:
+    """Another study kind of the scenario (membership inference, extraction, ...): its summary's markdown (a table
+    with its legend), its figures and its checks, shown as the kind wrote them."""
+
+    kind: str
+    markdown: str
+    figures: dict[str, bytes]  # the parent's PNGs of this kind, by artifact path
+    checks: pd.DataFrame
+
+    @property
+    def title(self) -> str:
+        return TITLES.get(self.kind, self.kind.capitalize())
+
+    @property
+    def html(self) -> str:
+        """The markdown as HTML (raw HTML in it is escaped, not rendered)."""
+        from markdown_it import MarkdownIt
+
+        return MarkdownIt("commonmark", {"html": False}).enable("table").render(self.markdown)
+
+
 @dataclass(frozen=True)
 class ReportView:
     """Everything the report shows, as the store holds it."""
@@ -42,7 +67,7 @@ class ReportView:
     tracking_uri: str
     n_samples: int
     table: pd.DataFrame  # the comparison table: one row per cell, direct and transferred
-    checks: pd.DataFrame  # every check per model
+    checks: pd.DataFrame  # every check of the evasion study, per model (what the verdict reads)
     worst: pd.DataFrame  # per (model, norm, eps): the per-sample worst case (consensus/worst_case_by_eps)
     figures: dict[str, bytes]  # the parent's PNGs by artifact path (plots/...)
     specs: dict[str, dict[str, Any]]  # child run id -> the cell's resolved attack spec
@@ -52,6 +77,7 @@ class ReportView:
     scenario_text: str  # that file as written (else the resolved scenario, as YAML)
     commands: dict[str, str]  # child run id -> the command that reproduces its cell (bridge/runner/reproduce.py)
     recovered: list[str] | None  # the run's own --set values (None: not recoverable)
+    sections: list[Section]  # the scenario's other study kinds, each shown as its summary says
 
 
 def sample_cells(table: pd.DataFrame, checks: pd.DataFrame, worst: pd.DataFrame, n_samples: int) -> list[str]:
@@ -152,6 +178,8 @@ def context(view: ReportView) -> dict[str, Any]:
         "cells": _cells(view),
         "recovered": view.recovered,
         "checks": view.checks.to_dict("records"),
+        "evasion": bool(len(view.table)),
+        "sections": view.sections,
     }
 
 

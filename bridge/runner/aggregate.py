@@ -65,12 +65,12 @@ class Recorded:
     run: Any  # the parent run
     experiment: str
     plan: dict[str, Any]  # the recorded `study/plan.json`
-    summaries: list[Any]  # each kind's aggregation (table, checks, record)
+    summaries: dict[str, Any]  # each kind's aggregation (table, checks, record), by kind
     results: list[Result]  # every recorded task's result (a failed one too), as recorded
 
     def table(self) -> pd.DataFrame:
         """The comparison table, its attrs as `run_scenario` sets them."""
-        table = pd.concat([s.table for s in self.summaries], ignore_index=True)
+        table = study_table(self.summaries)
         table.attrs.update(
             tracking_uri=self.store.uri, experiment_id=self.run.info.experiment_id, parent_run_id=self.run.info.run_id,
             n_samples=json.loads(self.run.data.params.get("n_samples", "0")), failed=every_cell_failed(table),
@@ -79,7 +79,17 @@ class Recorded:
         return table
 
     def checks(self) -> pd.DataFrame:
-        return pd.concat([s.checks for s in self.summaries], ignore_index=True)
+        return study_checks(self.summaries)
+
+
+def study_table(summaries: dict[str, Any]) -> pd.DataFrame:
+    """Every kind's table in one, each row marked with its kind (`study`): evasion cells, membership attacks, ..."""
+    return pd.concat([s.table.assign(study=name) for name, s in summaries.items()], ignore_index=True)
+
+
+def study_checks(summaries: dict[str, Any]) -> pd.DataFrame:
+    """Every kind's checks in one, each marked with its kind (`study`)."""
+    return pd.concat([s.checks.assign(study=name) for name, s in summaries.items()], ignore_index=True)
 
 
 def read_study(uri: str, run_id: str) -> Recorded:
@@ -98,11 +108,11 @@ def read_study(uri: str, run_id: str) -> Recorded:
         except Exception:
             raise ScenarioError(f"{run_id}: not a study (it has no {PLAN})") from None
     finished = store.finished(run_id, ("FINISHED", "FAILED"))
-    summaries, results = [], []
+    summaries, results = {}, []
     for name, meta in recorded["meta"].items():
         keys = [t["key"] for t in recorded["tasks"] if t["study"] == name and t["key"] in finished]
         mine = [store.load(finished[k]) for k in keys]
-        summaries.append(KINDS[name].aggregate(mine, meta))
+        summaries[name] = KINDS[name].aggregate(mine, meta)
         results += mine
     return Recorded(store, run, experiment, recorded, summaries, results)
 
@@ -111,7 +121,7 @@ def _rebuild(uri: str, run_id: str) -> tuple[pd.DataFrame, str, tuple[str, str]]
     """Every kind re-aggregated from the store and written to the parent with the report: (the comparison table,
     the experiment's name, the report as (html, markdown))."""
     study = read_study(uri, run_id)
-    for summary in study.summaries:
+    for summary in study.summaries.values():
         study.store.write(run_id, summary.record)
     report = write_report(study.store, run_id, study.summaries, study.results)
     return study.table(), study.experiment, report
@@ -134,17 +144,23 @@ def _artifact(client: Any, run_id: str, path: str) -> bytes:
         return Path(client.download_artifacts(run_id, path, tmp)).read_bytes()
 
 
-def report_view(store: Store, run_id: str, summaries: list[Any], results: list[Result]) -> Any:
+def report_view(store: Store, run_id: str, summaries: dict[str, Any], results: list[Result]) -> Any:
     """The `ReportView` of study `run_id`: its kinds' summaries and its tasks' results (as recorded), with what
-    the parent and the children hold besides (the scenario, the sample grids the report shows)."""
-    from bridge.report.html import ReportView, sample_cells
+    the parent and the children hold besides (the scenario, the sample grids the report shows). The verdict and
+    the cells are the evasion study's; every other kind is a section of its own (its markdown and figures)."""
+    from bridge.report.html import ReportView, Section, sample_cells
+    from bridge.studies.evasion.aggregate import TABLE_COLUMNS
 
     client = store.client
     run = client.get_run(run_id)
-    table = pd.concat([s.table for s in summaries], ignore_index=True)
-    checks = pd.concat([s.checks for s in summaries], ignore_index=True)
-    worst = pd.concat([s.record.tables[WORST] for s in summaries if WORST in s.record.tables] or [pd.DataFrame()],
-                      ignore_index=True)  # fmt: skip
+    evasion = summaries.get("evasion")
+    table = evasion.table if evasion is not None else pd.DataFrame(columns=TABLE_COLUMNS)
+    checks = evasion.checks if evasion is not None else pd.DataFrame(columns=["model", "name", "status"])
+    worst = evasion.record.tables.get(WORST, pd.DataFrame()) if evasion is not None else pd.DataFrame()
+    sections = [
+        Section(name, s.markdown, {p: c for p, c in s.record.files.items() if p.endswith(".png")}, s.checks)
+        for name, s in summaries.items() if name != "evasion"
+    ]  # fmt: skip
     n_samples = int(json.loads(run.data.params.get("n_samples", "0")))
     cells = [r for r in results if r.run_id and "spec" in r.params]
     written = [a.path for a in client.list_artifacts(run_id, "scenario") if a.path != RESOLVED]
@@ -162,7 +178,8 @@ def report_view(store: Store, run_id: str, summaries: list[Any], results: list[R
         table=table,
         checks=checks,
         worst=worst,
-        figures={p: c for s in summaries for p, c in s.record.files.items() if p.endswith(".png")},
+        figures={p: c for p, c in (evasion.record.files if evasion is not None else {}).items() if p.endswith(".png")},
+        sections=sections,
         specs=specs,
         notes={r.run_id: r.params.get("translation", {}).get("notes", "") for r in cells},
         samples={i: _artifact(client, i, "samples.png") for i in sample_cells(table, checks, worst, n_samples)},
@@ -173,7 +190,7 @@ def report_view(store: Store, run_id: str, summaries: list[Any], results: list[R
     )
 
 
-def write_report(store: Store, run_id: str, summaries: list[Any], results: list[Result]) -> tuple[str, str]:
+def write_report(store: Store, run_id: str, summaries: dict[str, Any], results: list[Result]) -> tuple[str, str]:
     """Render the report of study `run_id` and log it on its parent (report/report.html, report/report.md);
     returns (html, markdown). `summaries`: each kind's aggregation; `results`: every task's, as recorded."""
     from bridge.report.html import render

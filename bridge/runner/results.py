@@ -26,8 +26,10 @@ from bridge.engine.store import Store
 from bridge.runner.aggregate import latest_study, read_study
 from bridge.studies.evasion.export import EXAMPLE_COLUMNS, EXAMPLES_FILE
 
-# What tells one cell of a study from another (`source` where the table has it: the model the examples came from).
-IDENTITY = ("model", "defence", "attack", "norm", "eps", "targeted", "variant", "evaluation", "source", "toolkit")
+# What tells one cell of a study from another: its kind (`study`), what it attacked and how (`source` where the table
+# has it: the model the examples came from).
+IDENTITY = ("study", "model", "defence", "attack", "norm", "eps", "targeted", "variant", "evaluation", "source",
+            "toolkit")  # fmt: skip
 CELL_KINDS = ("attack", "transfer")
 
 

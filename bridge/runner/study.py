@@ -27,7 +27,7 @@ from bridge.engine.store import EXAMPLES, Store
 from bridge.engine.task import Task
 from bridge.engine.victim import Victim, forget, victim
 from bridge.runner import inputs, resume
-from bridge.runner.aggregate import every_cell_failed, write_report
+from bridge.runner.aggregate import every_cell_failed, study_checks, study_table, write_report
 from bridge.runner.preflight import Inputs, preflight
 from bridge.runner.progress import StudyProgress
 from bridge.scenario.load import Plan, load, load_raw
@@ -91,7 +91,7 @@ class Study:
             except BaseException:
                 store.end(parent_id, "FAILED")
                 raise
-            table = pd.concat([s.table for s in summaries], ignore_index=True)
+            table = study_table(summaries)
             failed = every_cell_failed(table)
             store.end(parent_id, "FAILED" if failed else "FINISHED")
         table.attrs.update(
@@ -101,7 +101,7 @@ class Study:
             failed=failed,
             n_samples=len(evaluation),
             # records, not a DataFrame: pandas compares attrs in concat
-            checks=pd.concat([s.checks for s in summaries], ignore_index=True).to_dict("records"),
+            checks=study_checks(summaries).to_dict("records"),
             reused=len(reused),
             ran=len(fresh),
         )
@@ -212,13 +212,13 @@ class Study:
 
     def _aggregate(
         self, store: Store, parent_id: str, tasks: list[Task], metas: dict[str, Any], results: dict[str, Result]
-    ) -> list[Any]:
-        """Each kind's tables, plots and checks from its results, written to the parent."""
-        summaries = []
+    ) -> dict[str, Any]:
+        """Each kind's tables, plots and checks from its results, written to the parent; by kind."""
+        summaries = {}
         for name, meta in metas.items():
             mine = [results[t.key] for t in tasks if t.study == name and t.key in results]
-            summaries.append(KINDS[name].aggregate(mine, meta))
-            store.write(parent_id, summaries[-1].record)
+            summaries[name] = KINDS[name].aggregate(mine, meta)
+            store.write(parent_id, summaries[name].record)
         return summaries
 
 
