@@ -11,8 +11,9 @@ from bridge.engine.result import Result
 from bridge.engine.task import Task
 from bridge.studies.base import StudyKind
 from bridge.studies.evasion.kind import EVASION
+from bridge.studies.inversion.kind import INVERSION
 
-KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (EVASION,)}
+KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (EVASION, INVERSION)}
 
 
 def run_task(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:
