@@ -45,7 +45,7 @@ def test_overrides_apply_yaml_values_by_key_path(tmp_path) -> None:
 
 
 def test_python_dict_is_validated_like_a_file() -> None:
-    with pytest.raises(ScenarioError, match=r"^<scenario dict>: attacks: required key is missing$"):
+    with pytest.raises(ScenarioError, match=r"^<scenario dict>: no study to run: give one of attacks, "):
         load_raw({"name": "x"})
 
 

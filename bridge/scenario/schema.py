@@ -57,7 +57,7 @@ class ScenarioBase(Strict):
         if self.precision == "bf16" and keras:
             raise ValueError(f"precision bf16 applies to PyTorch models; {', '.join(keras)} is a Keras model")
         if not self.kinds:
-            raise ValueError(f"{' or '.join(k.primary for k in KINDS.values())}: required key is missing")
+            raise ValueError(f"no study to run: give one of {', '.join(k.primary for k in KINDS.values())}")
         for kind in self.kinds:
             kind.validate(self)
         return self
