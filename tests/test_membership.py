@@ -1,0 +1,120 @@
+"""The membership study's pure parts: metrics from scores (hand-checked ROC points, TPR at a given FPR), LiRA's
+score on a constructed case, the split, the control check and the scenario's refusals."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bridge.core.errors import ScenarioError
+from bridge.engine.result import Result
+from bridge.scenario.load import load_raw
+from bridge.studies.membership import split as splits
+from bridge.studies.membership.aggregate import control_checks
+from bridge.studies.membership.lira import lira_scores, phi
+from bridge.studies.membership.roc import chance_tolerance, membership_metrics, roc
+
+
+def test_roc_points_and_metrics_by_hand():
+    # members score .9 .8 .6, non-members .7 .5 .4: thresholds from the top give these (fpr, tpr)
+    scores = np.array([0.9, 0.8, 0.7, 0.6, 0.5, 0.4])
+    members = np.array([1, 1, 0, 1, 0, 0])
+    fpr, tpr = roc(scores, members)
+    assert np.allclose(fpr, [0, 0, 0, 1 / 3, 1 / 3, 2 / 3, 1])
+    assert np.allclose(tpr, [0, 1 / 3, 2 / 3, 2 / 3, 1, 1, 1])
+    m = membership_metrics(scores, members)
+    assert m["auc"] == pytest.approx(8 / 9)  # 8 of the 9 (member, non-member) pairs ordered right
+    assert m["balanced_accuracy"] == pytest.approx(5 / 6)  # (2/3 + 1) / 2 at threshold .8
+    assert m["tpr_at_fpr_0.01"] == m["tpr_at_fpr_0.001"] == pytest.approx(2 / 3)  # zero false positives
+    assert m["fpr_floor"] == pytest.approx(1 / 3) and m["n_members"] == m["n_nonmembers"] == 3
+
+
+def test_binary_scores_tie_and_give_no_low_fpr_power():
+    """The gap attack's 0/1 scores: ties count half in the AUC, and no threshold has few false positives."""
+    m = membership_metrics(np.array([1, 1, 0, 1, 0, 0]), np.array([1, 1, 1, 0, 0, 0]))
+    assert m["auc"] == pytest.approx(2 / 3)
+    assert m["tpr_at_fpr_0.01"] == 0.0
+    assert m["balanced_accuracy"] == pytest.approx((2 / 3 + 2 / 3) / 2)
+
+
+def test_chance_tolerance_is_three_null_standard_errors():
+    assert chance_tolerance(100, 100) == pytest.approx(3 * math.sqrt(201 / 120_000))
+
+
+def test_phi_is_the_logit_of_the_true_class_probability_and_stable():
+    p = math.exp(2) / (math.exp(2) + 2)
+    assert phi(np.array([[2.0, 0.0, 0.0]]), np.array([0]))[0] == pytest.approx(math.log(p / (1 - p)))
+    assert phi(np.array([[1000.0, 0.0, -1000.0]]), np.array([0]))[0] == pytest.approx(1000.0)
+    assert phi(np.array([[1000.0, 0.0, -1000.0]]), np.array([2]))[0] == pytest.approx(-2000.0)
+
+
+def test_lira_scores_on_a_constructed_case():
+    # two examples, four shadows: IN confidences 4 and 6 (mean 5), OUT -1 and 1 (mean 0): global variances 1
+    shadows = np.array([[4.0, -1.0], [6.0, 1.0], [-1.0, 4.0], [1.0, 6.0]])
+    inside = np.array([[True, False], [True, False], [False, True], [False, True]])
+    target = np.array([5.0, 0.0])
+    online = lira_scores(target, shadows, inside, "online")
+    assert online == pytest.approx([12.5, -12.5])  # log N(5; 5, 1) - log N(5; 0, 1), and the mirror
+    offline = lira_scores(target, shadows, inside, "offline")
+    assert offline == pytest.approx([math.log(0.5 * math.erfc(-5 / math.sqrt(2))), math.log(0.5)])
+    with pytest.raises(ValueError, match="no shadow model"):
+        lira_scores(target, shadows, np.zeros_like(inside), "online")
+
+
+def test_split_is_disjoint_equal_deterministic_and_halved():
+    s = splits.draw(1257, 200, seed=3)
+    assert len(s.members) == len(s.nonmembers) == 200 and len(s.rest) == 857
+    assert len(set(s.members) | set(s.nonmembers) | set(s.rest)) == 1257
+    assert np.array_equal(s.members, splits.draw(1257, 200, seed=3).members)
+    assert not np.array_equal(s.members, splits.draw(1257, 200, seed=4).members)
+    assert sorted([*s.fit, *s.evaluated]) == list(range(400))
+    assert s.is_member(s.evaluated).sum() == s.is_member(s.fit).sum() == 100
+    assert not set(splits.control_indices(s)) & set(s.pool)
+    online = splits.shadow_sets(s, "online", 4, seed=3)
+    assert (np.stack([np.isin(s.pool, t) for t in online]).sum(0) == 2).all()  # each example IN exactly twice
+    evaluated = set(s.pool[s.evaluated])
+    assert all(not set(t) & evaluated and len(t) == 200 for t in splits.shadow_sets(s, "offline", 3, seed=3))
+    with pytest.raises(ValueError, match="at most 628"):
+        splits.draw(1257, 629, seed=0)
+
+
+def _attack(model: str, auc: float, on: str = "control") -> Result:
+    row = {"model": model, "attack": "lira-online-4", "evaluated_on": on, "auc": auc, "n_members": 100,
+           "n_nonmembers": 100}  # fmt: skip
+    return Result("k", "attack", "l", "ok", row=row)
+
+
+def test_control_check_fires_on_a_control_that_separates_members():
+    checks = control_checks([_attack("clean", 0.55), _attack("leaky", 0.8), _attack("leaky", 0.9, "target")], True)
+    status = dict(zip(checks["model"], checks["status"], strict=True))
+    assert status == {"clean": "passed", "leaky": "failed"}
+    assert "lira-online-4: AUC 0.800" in checks.loc[checks["model"] == "leaky", "detail"].item()
+    assert control_checks([_attack("m", 0.9, "target")], False)["status"].item() == "skipped"
+
+
+SCENARIO = {"name": "mia", "model": {"arch": "small_cnn"}}
+
+
+@pytest.mark.parametrize(
+    ("attack", "message"),
+    [
+        ({"attack": "lira", "shadow_models": 0, "variant": "offline"}, "attacks[0].lira.shadow_models: LiRA offline"),
+        ({"attack": "lira", "shadow_models": 1}, "attacks[0].lira.shadow_models: LiRA online needs at least 2"),
+        ({"attack": "blackbox", "model_type": "svm"}, "attacks[0].blackbox.model_type"),
+        ({"attack": "label_only"}, "membership.attacks[0]"),
+    ],
+)
+def test_refusals(attack, message):
+    with pytest.raises(ScenarioError, match=message.replace("[", r"\[").replace("]", r"\]")):
+        load_raw({**SCENARIO, "membership": {"members": 100, "attacks": [attack]}})
+
+
+def test_accepted_section_and_target_training_checked():
+    plan = load_raw({**SCENARIO, "membership": {"members": 100, "attacks": [{"attack": "lira", "shadow_models": 1,
+                                                                             "variant": "offline"}]}})  # fmt: skip
+    assert plan.studies["membership"].attacks[0].shadow_models == 1
+    with pytest.raises(ScenarioError, match="membership.target_training: training.epochs"):
+        load_raw({**SCENARIO, "membership": {"members": 100, "target_training": {"epochs": 0},
+                                             "attacks": [{"attack": "gap"}]}})  # fmt: skip

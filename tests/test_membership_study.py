@@ -1,0 +1,68 @@
+"""A real membership study on digits, the smallest that proves the point: a target trained on 200 members (30 epochs,
+so it overfits), ART's gap, black-box and shadow-model attacks and the bridge's LiRA with 4 shadows, each also on a
+control that never saw the members; then a control secretly trained on the members trips the control check."""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from bridge.runner.aggregate import read_study
+from bridge.runner.study import run_scenario
+from bridge.studies.membership import split as splits
+
+pytestmark = pytest.mark.slow
+
+ATTACKS = [{"attack": "gap"}, {"attack": "blackbox", "input_type": "loss", "model_type": "rf"},
+           {"attack": "shadow", "shadow_models": 1, "model_type": "rf"},
+           {"attack": "lira", "shadow_models": 4, "variant": "online"}]  # fmt: skip
+
+
+def scenario(attacks: list[dict]) -> dict:
+    # the driver also trains the scenario's model on the whole train split: 1 epoch keeps that cheap
+    return {"name": "mia", "model": {"arch": "small_cnn", "training": {"epochs": 1}},
+            "membership": {"members": 200, "target_training": {"epochs": 30}, "attacks": attacks}}  # fmt: skip
+
+
+@pytest.fixture(scope="module")
+def study(model_cache, tmp_path_factory):
+    from tests.conftest import module_store
+
+    with module_store(tmp_path_factory, "membership") as (_, uri):
+        table = run_scenario(scenario(ATTACKS), log=lambda _: None)
+        yield table, read_study(uri, table.attrs["parent_run_id"])
+
+
+def test_every_attack_ran_and_leaks_on_the_target(study):
+    table, _ = study
+    assert (table["status"] == "ok").all() and len(table) == 8
+    target = table[table["evaluated_on"] == "target"].set_index("attack")
+    assert (target["auc"] > 0.5).all(), target["auc"]
+    assert target.loc["lira-online-4", "tpr_at_fpr_0.01"] > target.loc["gap", "tpr_at_fpr_0.01"]
+    assert target.loc["lira-online-4", "shadow_models"] == 4
+
+
+def test_control_is_at_chance_and_the_check_passes(study):
+    table, _ = study
+    control = table[table["evaluated_on"] == "control"]
+    assert ((control["auc"] - 0.5).abs() < 0.13).all(), control["auc"]
+    checks = pd.DataFrame(table.attrs["checks"])
+    assert checks.set_index("name").loc["membership_control_at_chance", "status"] == "passed"
+
+
+def test_scores_are_in_the_store_and_reaggregate_the_same(study):
+    table, recorded = study
+    attacks = [r for r in recorded.results if r.kind == "attack"]
+    assert len(attacks) == 8 and all(set(r.per_sample.columns) == {"index", "member", "score"} for r in attacks)
+    summary = recorded.summaries["membership"]
+    assert np.allclose(summary.table["auc"], table["auc"])
+    assert "membership/plots/roc-small_cnn.png" in summary.record.files
+    assert "tpr_at_fpr_0.01" in summary.markdown and recorded.run.info.status == "FINISHED"
+
+
+def test_a_control_trained_on_the_members_trips_the_check(study, monkeypatch):
+    monkeypatch.setattr(splits, "control_indices", lambda split: split.members)
+    table = run_scenario(scenario([ATTACKS[-1]]), log=lambda _: None)
+    checks = pd.DataFrame(table.attrs["checks"]).set_index("name")
+    assert checks.loc["membership_control_at_chance", "status"] == "failed", table[["evaluated_on", "auc"]]
