@@ -118,3 +118,31 @@ def test_accepted_section_and_target_training_checked():
     with pytest.raises(ScenarioError, match="membership.target_training: training.epochs"):
         load_raw({**SCENARIO, "membership": {"members": 100, "target_training": {"epochs": 0},
                                              "attacks": [{"attack": "gap"}]}})  # fmt: skip
+
+
+def test_the_privacy_tradeoff_takes_each_targets_strongest_attack_and_its_held_out_accuracy() -> None:
+    import pandas as pd
+
+    from bridge.report import plots
+    from bridge.studies.membership.aggregate import privacy_tradeoff
+
+    def row(model: str, attack: str, tpr: float, on: str = "target") -> dict:
+        return {"model": model, "defence": model.partition("/")[2] or "none", "attack": attack, "evaluated_on": on,
+                "status": "ok", "tpr_at_fpr_0.01": tpr, "auc": 0.5 + tpr}  # fmt: skip
+
+    table = pd.DataFrame([row("cnn", "gap", 0.01), row("cnn", "lira", 0.09), row("cnn", "lira", 0.5, "control"),
+                          row("cnn/dp_sgd-1", "gap", 0.0), row("cnn/dp_sgd-1", "lira", 0.02)])  # fmt: skip
+    models = pd.DataFrame(
+        [
+            {"model": "cnn", "role": "target", "nonmember_accuracy": 0.93},
+            {"model": "cnn", "role": "control", "nonmember_accuracy": 0.91},
+            {"model": "cnn/dp_sgd-1", "role": "target", "nonmember_accuracy": 0.81, "dp_epsilon": 3.2},
+        ]
+    )
+    found = privacy_tradeoff(table, models).set_index("model")
+    assert found.loc["cnn", "attack"] == "lira" and found.loc["cnn", "tpr_at_fpr_0.01"] == 0.09  # not the control's
+    assert found.loc["cnn", "nonmember_accuracy"] == 0.93 and pd.isna(found.loc["cnn", "dp_epsilon"])
+    assert found.loc["cnn/dp_sgd-1", "dp_epsilon"] == 3.2 and found.loc["cnn/dp_sgd-1", "nonmember_accuracy"] == 0.81
+    fig = plots.privacy_tradeoff(found.reset_index())
+    texts = [t.get_text() for t in fig.axes[0].texts]
+    assert "cnn" in texts and "cnn/dp_sgd-1 (eps 3.2)" in texts

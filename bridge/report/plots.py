@@ -309,6 +309,24 @@ def tradeoff(table: pd.DataFrame, flagged: Collection[str] = frozenset()) -> Fig
     return fig
 
 
+def privacy_tradeoff(table: pd.DataFrame) -> Figure:
+    """Membership leakage (x: the strongest attack's TPR at 1 % FPR) vs utility (y: accuracy on held-out samples),
+    one point per (model, defence), each labelled with its defence (and its DP epsilon where it has one)."""
+    fig, ax = plt.subplots(figsize=(6.4, 4.8))
+    x, y = table["tpr_at_fpr_0.01"].to_numpy(float), table["nonmember_accuracy"].to_numpy(float)
+    ax.scatter(x, y, s=45, color="C0", edgecolors="black", linewidths=0.6, zorder=3)
+    ax.set_xlim(*_zoom(x, min_span=0.05, pad=0.3))
+    ax.set_ylim(*_zoom(y, min_span=0.05, pad=0.3))
+    ax.set(xlabel="membership leakage: TPR at 1 % FPR (strongest attack)", ylabel="accuracy on non-members")
+    ax.grid(alpha=0.3)
+    ax.set_title("privacy vs utility, one point per (model, defence)", fontsize=10)
+    fig.tight_layout()
+    labels = [f"{r.model}" + (f" (eps {r.dp_epsilon:.2g})" if pd.notna(r.dp_epsilon) else "")
+              for r in table.assign(dp_epsilon=table.get("dp_epsilon")).itertuples()]  # fmt: skip
+    place_labels(ax, np.column_stack([x, y]), labels, ["black"] * len(labels))
+    return fig
+
+
 def transfer_matrix(matrix: pd.DataFrame, title: str, models: list[str]) -> Figure:
     """Robust accuracy of each target model (column) on each source model's examples (row), one panel per
     toolkit, a panel equal to an earlier one saying so; the diagonal (bold) is the direct attack. A pair that did

@@ -130,4 +130,27 @@ def _record(table: pd.DataFrame, models: pd.DataFrame, checks: pd.DataFrame, att
         for r in mine:
             for name in ("auc", *LEVELS):
                 metrics[f"membership.{name}.{safe}.{r.row['attack']}.{r.row['evaluated_on']}"] = r.row[name]
+    tradeoff = privacy_tradeoff(table, models)
+    if len(tradeoff):
+        files["membership/tradeoff.csv"] = tradeoff.to_csv(index=False)
+        files["membership/plots/privacy_tradeoff.png"] = plots.png(plots.privacy_tradeoff(tradeoff))
     return Aggregate(files, {"membership/table.json": table}, metrics, {})
+
+
+def privacy_tradeoff(table: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
+    """Per target (model, defence): the strongest attack by TPR at 1 % FPR (named) and the target's accuracy on
+    the non-members (its utility on samples it never saw); `dp_epsilon` where the target was trained with DP-SGD."""
+    ran = table[(table["status"] == "ok") & (table["evaluated_on"] == "target")]
+    targets = models[models["role"] == "target"].set_index("model")
+    rows = []
+    for model, mine in ran.groupby("model", sort=False):
+        if model not in targets.index:
+            continue
+        best = mine.loc[mine["tpr_at_fpr_0.01"].idxmax()]
+        target = targets.loc[model]
+        rows.append({"model": model, "defence": best["defence"], "attack": best["attack"],
+                     "tpr_at_fpr_0.01": best["tpr_at_fpr_0.01"], "auc": best["auc"],
+                     "nonmember_accuracy": target["nonmember_accuracy"],
+                     "dp_epsilon": target.get("dp_epsilon", np.nan)})  # fmt: skip
+    return pd.DataFrame(rows, columns=["model", "defence", "attack", "tpr_at_fpr_0.01", "auc", "nonmember_accuracy",
+                                       "dp_epsilon"])  # fmt: skip
