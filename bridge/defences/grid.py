@@ -7,8 +7,9 @@ Each entry of a scenario's `defences:` list makes, for every model, one defended
   gaussian_noise, tvm, thermometer): folded into the shared model as its first layer, with its explicit gradient
   mode. Thermometer encoding changes the input channels, so its model is trained with the encoding in place.
 - a training-time defence (`TRAINING_DEFENCES`: adversarial_training, label_smoothing, gaussian_augmentation,
-  mixup, cutmix, weight_decay, dropout): the model's own training config with the defence's options on top (and
-  an optional `training:` of further overrides, e.g. more epochs), trained and cached like any zoo model.
+  mixup, cutmix, weight_decay, dropout, dp_sgd, early_stopping): the model's own training config with the
+  defence's options on top (and an optional `training:` of further overrides, e.g. more epochs), trained and
+  cached like any zoo model.
 
 A defended model is named `<model>/<defence>` in every table, run name and plot; `none` keeps the model's name.
 """
@@ -24,6 +25,8 @@ from bridge.core.errors import first_error
 from bridge.core.schema import Strict
 from bridge.defences.preprocessing import DEFENCE_KINDS, Defence, parse_defence
 from bridge.models.config import ModelConfig
+from bridge.models.dp import DPConfig
+from bridge.models.training import EarlyStoppingConfig
 
 NONE = "none"
 
@@ -32,14 +35,30 @@ class TrainingDefence(Strict):
     """A defence applied while training the model: one of TRAINING_DEFENCES with its parameters."""
 
     kind: Literal[
-        "adversarial_training", "label_smoothing", "gaussian_augmentation", "mixup", "cutmix", "weight_decay", "dropout"
-    ]
+        "adversarial_training", "label_smoothing", "gaussian_augmentation", "mixup", "cutmix", "weight_decay",
+        "dropout", "dp_sgd", "early_stopping",
+    ]  # fmt: skip
     name: str | None = None
     method: Literal["pgd_at", "trades", "fgsm_at"] | None = None  # adversarial_training
     attack: dict[str, Any] | None = None  # adversarial_training: the attack spec that makes the training examples
     beta: float | None = Field(default=None, gt=0)  # adversarial_training, trades only
-    value: float | None = Field(default=None, ge=0)  # the others: smoothing, sigma, alpha, decay or rate
+    value: float | None = Field(default=None, ge=0)  # smoothing, sigma, alpha, decay or rate
+    dp: DPConfig | None = None  # dp_sgd, written beside kind: noise_multiplier, max_grad_norm, delta
+    early_stopping: EarlyStoppingConfig | None = None  # early_stopping, written beside kind: patience, ...
     training: dict[str, Any] = {}  # further training overrides (e.g. epochs) for this defended model
+
+    @model_validator(mode="before")
+    @classmethod
+    def _gather(cls, raw: Any) -> Any:
+        """dp_sgd's and early_stopping's parameters, written beside kind, become the training section they set."""
+        if not isinstance(raw, dict) or raw.get("kind") not in SECTIONS:
+            return raw
+        field, section = SECTIONS[raw["kind"]]
+        own = {k: v for k, v in raw.items() if k in section.model_fields}
+        if not own:
+            return raw
+        rest = {k: v for k, v in raw.items() if k not in own}
+        return {**rest, field: {**(rest.get(field) or {}), **own}}
 
     @model_validator(mode="after")
     def _complete(self) -> TrainingDefence:
@@ -48,11 +67,27 @@ class TrainingDefence(Strict):
             raise ValueError("adversarial_training needs method (pgd_at, trades or fgsm_at) and attack (a spec)")
         if not adversarial and (self.method or self.attack or self.beta):
             raise ValueError(f"method, attack and beta apply to adversarial_training, not {self.kind}")
-        if not adversarial and self.value is None:
+        for kind, (field, section) in SECTIONS.items():
+            if self.kind == kind and getattr(self, field) is None:
+                raise ValueError(
+                    f"{kind} needs {', '.join(n for n, f in section.model_fields.items() if f.is_required())}"
+                )
+            if self.kind != kind and getattr(self, field) is not None:
+                raise ValueError(f"{field} applies to {kind}, not {self.kind}")
+        takes_value = not adversarial and self.kind not in SECTIONS
+        if takes_value and self.value is None:
             raise ValueError(f"{self.kind} needs value: {TRAINING_DEFENCES[self.kind][0]}")
+        if self.kind in SECTIONS and self.value is not None:
+            raise ValueError(f"value does not apply to {self.kind}")
         if self.name is None:
-            self.name = self.method if adversarial else f"{self.kind}-{self.value:g}"
+            self.name = self.method if adversarial else f"{self.kind}-{self._knob():g}"
         return self
+
+    def _knob(self) -> float:
+        """The number in the default name: value, dp_sgd's noise multiplier or early stopping's patience."""
+        if self.dp is not None:
+            return self.dp.noise_multiplier
+        return self.early_stopping.patience if self.early_stopping is not None else self.value
 
     def apply(self, cfg: ModelConfig) -> ModelConfig:
         """`cfg` with this defence in its training (or dropout); validated like a model written by hand."""
@@ -66,6 +101,9 @@ class TrainingDefence(Strict):
                 training["adversarial"]["beta"] = self.beta
         elif self.kind == "dropout":
             raw["dropout"] = self.value
+        elif self.kind in SECTIONS:
+            field = SECTIONS[self.kind][0]
+            training[field] = getattr(self, field).model_dump(mode="json")
         else:
             training[TRAINING_DEFENCES[self.kind][1]] = self.value
         try:
@@ -84,6 +122,14 @@ TRAINING_DEFENCES: dict[str, tuple[str, str]] = {
     "cutmix": ("alpha of Beta(alpha, alpha)", "cutmix"),
     "weight_decay": ("the decay (L2 for sgd/adam, decoupled for adamw)", "weight_decay"),
     "dropout": ("the dropout rate before the classifier", "dropout"),
+    "dp_sgd": ("- (`noise_multiplier`, `max_grad_norm`, `delta`: all required)", "dp"),
+    "early_stopping": ("- (`patience` required, `min_delta` 0, `validation_fraction` 0.1)", "early_stopping"),
+}
+
+# kind -> the TrainingConfig section its parameters (written beside kind) make
+SECTIONS: dict[str, tuple[str, type[Strict]]] = {
+    "dp_sgd": ("dp", DPConfig),
+    "early_stopping": ("early_stopping", EarlyStoppingConfig),
 }
 
 DefenceEntry = str | Defence | TrainingDefence

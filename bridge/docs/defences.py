@@ -31,6 +31,7 @@ defences:
      attack: {attack: pgd, toolkit: torchattacks, norm: linf, eps: 0.1, steps: 7, step_size: 0.025,
               random_start: true}, training: {epochs: 30}}
   - {kind: label_smoothing, value: 0.1}
+  - {kind: dp_sgd, noise_multiplier: 1.0, max_grad_norm: 1.0, delta: 1.0e-5, training: {lr: 0.01}}
 transfer: defences      # also judge each preprocessing-defended model on the undefended model's examples
 robustness: {clever: {n_samples: 5}}                                   # ART's model-level metrics
 detector: {attack: pgd, norm: linf, eps: 0.1, train_toolkit: torchattacks}
@@ -69,6 +70,18 @@ with the model in eval mode. `trainer: art` (with an ART attack) runs ART's own 
 ART's `AdversarialTrainer` with ratio 1.0, which is what `AdversarialTrainerMadryPGD` builds without its eps=8,
 eps_step=2 defaults (a 0-255 scale); trades is `AdversarialTrainerTRADESPyTorch`. ART attacks in train mode and
 reports no training curves; schedules and augmentation are refused with it.
+
+`dp_sgd` trains with DP-SGD through Opacus (`pip install 'advbridge[dp]'`; `make install` installs it):
+Poisson-sampled batches, each per-sample gradient clipped to `max_grad_norm` (L2), Gaussian noise of std
+`noise_multiplier x max_grad_norm` on their sum. Batch norm, which mixes samples, is replaced by group norm
+(Opacus's `ModuleValidator.fix`; listed in the model record's `dp.replaced_modules`). `delta` is required and
+must be below 1/n (n training samples). The RDP accountant's epsilon at `delta` is in the model record
+(`model/<model>/record.json`, `dp`) and the parent's metric `model.<model>/<defence>.dp_epsilon`; it does not
+combine with adversarial training, mixup, cutmix or early stopping. `early_stopping` holds out a seeded
+`validation_fraction` of the training data, stops when its accuracy has not risen by more than `min_delta` for
+`patience` epochs, and keeps the best epoch's weights (the record's `early_stopping`: stopped_epoch, best_epoch,
+best_validation_accuracy). In a model's own `training:` they are `dp: {noise_multiplier, max_grad_norm, delta}`
+and `early_stopping: {patience, min_delta, validation_fraction}`.
 
 """
 

@@ -25,6 +25,7 @@ from bridge.core.identity import digest, file_sha256
 from bridge.core.paths import cache_root, write_whole
 from bridge.data.dataset import Dataset
 from bridge.models.config import ModelConfig
+from bridge.models.dp import privacy_spent, private_network, require_opacus
 from bridge.models.errors import ModelError
 from bridge.models.keras_zoo import KERAS_ZOO_VERSION
 from bridge.models.sources import (
@@ -84,7 +85,9 @@ def build_model(
     error, never trained again. With a `front` (a defence that changes the input, e.g. thermometer encoding), the
     network is built for the front's output and trained behind it, and the model returned is the wrapped one.
     The record holds config, hash, checkpoint (the weights file used, None for a factory without one),
-    sha256 (of that file), trained, and after training loss_curve, train_accuracy_curve and train_time_s.
+    sha256 (of that file), trained, and after training loss_curve, train_accuracy_curve and train_time_s. A model
+    trained with `training.dp` is built with the modules DP-SGD cannot train replaced (`dp.replaced_modules`) and its
+    record has `dp` (epsilon at delta and how it was accounted), loaded or trained.
     """
     if cfg.framework == "keras":
         return build_keras_model(cfg, train_data, progress, log, train_missing)
@@ -99,6 +102,11 @@ def build_model(
     else:
         shape = train_data.input_shape if front is None else front.out_shape(train_data.input_shape)
         net = build(cfg.arch, shape, train_data.n_classes, cfg.dropout, cfg.options)
+    dp = cfg.training.dp if cfg.trained_here else None
+    replaced: list[str] = []
+    if dp is not None:
+        require_opacus()
+        net, replaced = private_network(net)
     if cfg.mlflow is not None and (cfg.factory is not None or cfg.arch is not None):
         load_mlflow(cfg.mlflow, net=net)  # a state dict logged to MLflow, for the network of factory or arch
     if cfg.checkpoint is not None:
@@ -125,6 +133,9 @@ def build_model(
 
         refuse = functools.partial(_refuse_training, cfg, weights, train_missing)
         _load_or_train(weights, functools.partial(_load_state, net), fit, _save_state, log, refuse)
+    if dp is not None:  # a cached model's privacy is the configuration's: accounted again, as its training did
+        n, batch, epochs = len(train_data), cfg.training.batch_size, cfg.training.epochs
+        record["dp"] = {**(record.get("dp") or privacy_spent(dp, n, batch, epochs)), "replaced_modules": replaced}
     sha = file_sha256(weights) if weights is not None else None
     record.update(checkpoint=None if weights is None else str(weights), sha256=sha)
     record.setdefault("hash", _outside_identity(cfg, sha))
@@ -189,6 +200,13 @@ def check_model(cfg: ModelConfig, data: Dataset, front: Front | None = None) -> 
             cfg.training.check_input(data.input_shape)
         except ValueError as exc:
             raise ModelError(f"training: {exc}") from None
+    if cfg.trained_here and cfg.training.dp is not None:
+        require_opacus()
+        if cfg.training.dp.delta >= 1 / len(data):
+            raise ModelError(
+                f"training.dp.delta {cfg.training.dp.delta:g} is not below 1/n = {1 / len(data):.3g} ({len(data)} "
+                "training samples): releasing one training sample whole would meet such a guarantee"
+            )
 
 
 def model_identity(cfg: ModelConfig, train_data: Dataset, front: Front | None = None) -> str:

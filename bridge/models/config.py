@@ -9,7 +9,7 @@ from pydantic import Field, PositiveFloat, model_validator
 
 from bridge.core.schema import Name, Strict, check_name
 from bridge.models.keras_zoo import KERAS_ARCHITECTURES, unsupported_training
-from bridge.models.training import TrainingConfig
+from bridge.models.training import LATER_OPTIONS, TrainingConfig
 from bridge.models.zoo import ARCHITECTURES, validate_options
 
 SOURCES = ("arch", "factory", "torchscript", "mlflow", "keras")
@@ -111,6 +111,8 @@ class ModelConfig(Strict):
             raise ValueError("checkpoint (a PyTorch state dict) does not apply to framework keras")
         if self.arch is not None and (reason := unsupported_training(self.training)):
             raise ValueError(f"training: {reason}")
+        if self.arch is not None and (later := [k for k in LATER_OPTIONS if getattr(self.training, k) is not None]):
+            raise ValueError(f"training: {', '.join(later)} is implemented for PyTorch models only")
 
     def _source_text(self) -> str:
         if self.keras is not None:

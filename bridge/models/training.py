@@ -5,21 +5,22 @@ coefficient, and the caller seeds torch before building the network (initialisat
 starts of an adversarial training's attack; ART's come from NumPy, seeded with the training seed).
 
 Besides plain cross-entropy training: adversarial training (`adversarial`, see `bridge.models.adversarial_training`),
-Gaussian noise on the inputs, and mixup or CutMix.
+Gaussian noise on the inputs, mixup or CutMix, DP-SGD (`dp`, see `bridge.models.dp`) and early stopping on a
+seeded held-out slice of the training data.
 """
 
 from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from pydantic import Field, PositiveInt, model_validator
+from pydantic import Field, PositiveInt, SerializerFunctionWrapHandler, model_serializer, model_validator
 from rich.progress import MofNCompleteColumn, TextColumn
 from torch import nn
 from torch.optim.lr_scheduler import CosineAnnealingLR, LambdaLR, LRScheduler, MultiStepLR, StepLR
@@ -28,9 +29,21 @@ from bridge.core.progress import progress_bar
 from bridge.core.schema import Strict
 from bridge.data.dataset import Dataset
 from bridge.models.adversarial_training import AdversarialStep, AdversarialTrainingConfig, seeded_numpy
+from bridge.models.dp import DPConfig, Private
 
 CROP_PADDING = 4
 MIN_CROP_SIZE = 16  # a 4-pixel shift is a quarter of an 8x8 digit: crop_flip would destroy it
+LATER_OPTIONS = ("dp", "early_stopping")  # left out of a dump when off: see TrainingConfig._dump
+
+
+class EarlyStoppingConfig(Strict):
+    """Stop when the accuracy on a held-out slice of the training data has not risen by more than `min_delta` for
+    `patience` epochs, and keep the weights of the best epoch. The slice (a seeded draw of the training samples) is
+    not trained on."""
+
+    patience: PositiveInt
+    min_delta: float = Field(default=0.0, ge=0)  # an accuracy (a share of the held-out samples), not a percentage
+    validation_fraction: float = Field(default=0.1, gt=0, lt=1)
 
 
 class TrainingConfig(Strict):
@@ -53,6 +66,8 @@ class TrainingConfig(Strict):
     mixup: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha) of mixup (Zhang et al.); 0 = off
     cutmix: float = Field(default=0.0, ge=0)  # Beta(alpha, alpha) of CutMix (Yun et al.); 0 = off
     adversarial: AdversarialTrainingConfig | None = None  # pgd_at, trades or fgsm_at, with the attack that feeds it
+    dp: DPConfig | None = None  # DP-SGD through Opacus: noise_multiplier, max_grad_norm, delta
+    early_stopping: EarlyStoppingConfig | None = None
     seed: int = 0
 
     @model_validator(mode="after")
@@ -90,7 +105,29 @@ class TrainingConfig(Strict):
             raise ValueError(
                 f"{mixing} does not combine with adversarial training (the attack needs one label per input)"
             )
+        if self.dp is not None and (clash := self._clashes_with_dp()):
+            raise ValueError(clash)
+        if self.early_stopping is not None and art:
+            raise ValueError("early_stopping is not available with ART's trainers (adversarial.trainer: art)")
         return self
+
+    def _clashes_with_dp(self) -> str | None:
+        """Why `dp` cannot go with the other options, or None."""
+        if self.adversarial is not None:
+            return "dp does not combine with adversarial (DP-SGD's accounting covers clean per-sample gradients only)"
+        if self.mixup or self.cutmix:
+            mixing = "mixup" if self.mixup else "cutmix"
+            return f"dp does not combine with {mixing} (a mixed input carries two samples: clipping bounds neither)"
+        if self.early_stopping is not None:
+            return "dp does not combine with early_stopping (choosing the epoch on held-out data is not accounted for)"
+        return None
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: SerializerFunctionWrapHandler) -> dict[str, Any]:
+        """Without `dp` and `early_stopping` when they are off: a config's dump, and so the cache key of every
+        model trained before they existed, stays what it was."""
+        out = handler(self)
+        return {k: v for k, v in out.items() if not (k in LATER_OPTIONS and v is None)}
 
     def check_input(self, input_shape: tuple[int, ...]) -> None:
         """Raise ValueError when this config cannot train on inputs of `input_shape` (C, H, W)."""
@@ -219,6 +256,58 @@ def _train_with_art(
     return {"loss_curve": [], "train_accuracy_curve": [], "train_time_s": time.perf_counter() - start}
 
 
+@dataclass
+class _Stopper:
+    """Early stopping's state: the held-out samples, their accuracy per epoch and the best epoch's weights."""
+
+    cfg: EarlyStoppingConfig
+    x: torch.Tensor
+    y: torch.Tensor
+    curve: list[float]
+    best: float = -math.inf
+    best_epoch: int = 0
+    state: dict[str, torch.Tensor] | None = None
+    waited: int = 0
+
+    @classmethod
+    def hold_out(cls, data: Dataset, cfg: EarlyStoppingConfig, seed: int) -> tuple[_Stopper, torch.Tensor]:
+        """The stopper on a seeded `validation_fraction` of `data`, and the indices of the samples left to train on."""
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(seed))
+        k = max(1, round(cfg.validation_fraction * len(data)))
+        if k >= len(data) - 1:
+            raise ValueError(f"early_stopping: validation_fraction {cfg.validation_fraction} leaves no training data")
+        held = order[:k]
+        return cls(cfg, data.x[held], data.y[held], []), order[k:]
+
+    def should_stop(self, net: nn.Module, epoch: int, batch_size: int) -> bool:
+        """Record the held-out accuracy after `epoch` (1-based) and keep the weights if it is the best so far."""
+        device = next(net.parameters()).device
+        net.eval()
+        with torch.no_grad():
+            correct = sum(
+                int((net(x.to(device)).argmax(1) == y.to(device)).sum())
+                for x, y in zip(self.x.split(batch_size), self.y.split(batch_size), strict=True)
+            )
+        net.train()
+        accuracy = correct / len(self.y)
+        self.curve.append(accuracy)
+        if accuracy > self.best + self.cfg.min_delta:
+            self.best, self.best_epoch, self.waited = accuracy, epoch, 0
+            self.state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+        else:
+            self.waited += 1
+        return self.waited >= self.cfg.patience
+
+    def finish(self, net: nn.Module, epochs_run: int, epochs: int) -> dict[str, Any]:
+        """Load the best epoch's weights into `net`; the record's `early_stopping` and validation curve."""
+        net.load_state_dict(self.state)
+        summary = {
+            "stopped_epoch": epochs_run, "stopped_early": epochs_run < epochs, "best_epoch": self.best_epoch,
+            "best_validation_accuracy": self.best, "validation_samples": len(self.y),
+        }  # fmt: skip
+        return {"early_stopping": summary, "validation_accuracy_curve": self.curve}
+
+
 def train(
     net: nn.Module, data: Dataset, cfg: TrainingConfig, progress: bool = False, description: str = "training"
 ) -> dict[str, Any]:
@@ -229,6 +318,10 @@ def train(
     With `adversarial` the loss is the method's, `train_accuracy_curve` is the clean accuracy (see
     `AdversarialStep.loss`), and `adversarial_accuracy_curve` (train mode, on the attack's examples) and the
     attack's passes through the model (`attack_forward_samples`, `attack_backward_samples`) are added.
+    With `dp`, batches are Opacus's Poisson samples and `dp` (`bridge.models.dp.privacy_spent`'s fields, epsilon
+    from the training's own accountant) is added; `net` must have come through `private_network`. With
+    `early_stopping`, `early_stopping` (stopped_epoch, best_epoch, best_validation_accuracy, ...) and
+    `validation_accuracy_curve` are added and `net` is left with the best epoch's weights.
     With `progress`, a bar on stderr shows the epoch and the running loss.
     """
     start = time.perf_counter()
@@ -248,19 +341,34 @@ def train(
     accuracies: list[float] = []
     adversarial_accuracies: list[float] = []
     net.train()
-    steps = cfg.epochs * len(_batches(torch.arange(len(data)), cfg.batch_size))
+    stopper, kept = None, torch.arange(len(data))
+    if cfg.early_stopping is not None:
+        stopper, kept = _Stopper.hold_out(data, cfg.early_stopping, cfg.seed)
+    private, model = None, net
+    if cfg.dp is not None:
+        private = Private.make(net, optimizer, data, cfg.dp, cfg.batch_size, generator)
+        model, optimizer = private.module, private.optimizer
+
+    def batches() -> Iterator[tuple[torch.Tensor, torch.Tensor]]:
+        if private is not None:
+            yield from private.batches()
+            return
+        for idx in _batches(kept[torch.randperm(len(kept), generator=generator)], cfg.batch_size):
+            yield data.x[idx], data.y[idx]
+
+    per_epoch = len(private.loader) if private is not None else len(_batches(kept, cfg.batch_size))
     columns = (
         TextColumn("epoch {task.fields[epoch]}"),
         TextColumn("loss {task.fields[loss]:.4f}"),
         MofNCompleteColumn(),
     )
+    epochs_run = 0
     with progress_bar(*columns, enabled=progress) as bar, seeded_numpy(cfg.seed):
-        task = bar.add_task(description, total=steps, epoch=f"0/{cfg.epochs}", loss=float("nan"))
+        task = bar.add_task(description, total=cfg.epochs * per_epoch, epoch=f"0/{cfg.epochs}", loss=float("nan"))
         for epoch in range(cfg.epochs):
-            batches = _batches(torch.randperm(len(data), generator=generator), cfg.batch_size)
             total_loss, correct, adversarial_correct, seen = 0.0, 0.0, 0, 0
-            for idx in batches:
-                x, y = data.x[idx].to(device), data.y[idx].to(device)
+            for x, y in batches():
+                x, y = x.to(device), y.to(device)
                 if cfg.augment == "crop_flip":
                     x = crop_flip(x, generator)
                 if cfg.gaussian_augmentation:
@@ -271,23 +379,27 @@ def train(
                     adversarial_correct += adv
                 elif mixing is not None:
                     mixed = mixing(x, y, cfg.mixup or cfg.cutmix, generator)
-                    logits = net(mixed.x)
+                    logits = model(mixed.x)
                     loss = mixed.loss(logits, loss_fn)
                     correct += mixed.correct(logits)
                 else:
-                    logits = net(x)
+                    logits = model(x)
                     loss = loss_fn(logits, y)
                     correct += int((logits.argmax(1) == y).sum())
                 optimizer.zero_grad()  # after the attack: a toolkit's backward pass may have left gradients
                 loss.backward()
-                optimizer.step()
-                total_loss += loss.item() * len(idx)
-                seen += len(idx)
-                bar.update(task, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=total_loss / seen)
+                optimizer.step()  # with dp, also on an empty Poisson batch: the noise is added all the same
+                if len(y):  # the mean loss of an empty batch is NaN
+                    total_loss += loss.item() * len(y)
+                    seen += len(y)
+                bar.update(task, advance=1, epoch=f"{epoch + 1}/{cfg.epochs}", loss=total_loss / max(seen, 1))
             scheduler.step()
             losses.append(total_loss / seen)
             accuracies.append(correct / seen)
             adversarial_accuracies.append(adversarial_correct / seen)
+            epochs_run = epoch + 1
+            if stopper is not None and stopper.should_stop(net, epochs_run, cfg.batch_size):
+                break
     net.eval()
     result: dict[str, Any] = {"loss_curve": losses, "train_accuracy_curve": accuracies}
     if adversary is not None:
@@ -296,4 +408,8 @@ def train(
             attack_forward_samples=adversary.counters.forward_samples,
             attack_backward_samples=adversary.counters.backward_samples,
         )
+    if private is not None:
+        result["dp"] = private.finish()
+    if stopper is not None:
+        result.update(stopper.finish(net, epochs_run, cfg.epochs))
     return {**result, "train_time_s": time.perf_counter() - start}

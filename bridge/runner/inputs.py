@@ -61,7 +61,8 @@ def params(plan: Any, recipes: list[Recipe], n_samples: int, n_tasks: int) -> di
 def victim_record(v: Victim) -> Aggregate:
     """A victim's record on the parent: config, weights file and sha256; for a model trained in this study also
     the weights (refused if the file no longer has the recorded sha256), the training time and the loss and
-    accuracy curves (per epoch)."""
+    accuracy curves (per epoch); for a model trained with DP-SGD (here or before) its epsilon at the record's delta
+    (`model.<name>.dp_epsilon`)."""
     name, record = v.name, v.record
     out = Aggregate(
         {f"model/{name}/record.json": canonical_json({k: x for k, x in record.items() if not k.endswith("_curve")})}
@@ -73,6 +74,8 @@ def victim_record(v: Victim) -> Aggregate:
             raise ModelError(f"{path} changed after {name} was trained: it no longer holds the weights evaluated")
         out.files[f"model/{name}/{path.name}"] = weights
         out.metrics[f"train_time_s.{name}"] = record["train_time_s"]
+    if "dp" in record:
+        out.metrics[f"model.{name}.dp_epsilon"] = record["dp"]["epsilon"]
     return out
 
 
@@ -81,7 +84,8 @@ def victim_params(v: Victim) -> dict[str, Any]:
 
 
 def log_curves(store: Store, run_id: str, v: Victim) -> None:
-    """The training curves of a model trained in this study, one step per epoch."""
+    """The training curves of a model trained in this study, one step per epoch (the held-out accuracy too, with
+    early stopping)."""
     from mlflow.entities import Metric
 
     record = v.record
@@ -89,7 +93,7 @@ def log_curves(store: Store, run_id: str, v: Victim) -> None:
         return
     metrics = [
         Metric(f"{key.removesuffix('_curve')}.{v.name}", float(value), 0, epoch)
-        for key in ("loss_curve", "train_accuracy_curve")
+        for key in ("loss_curve", "train_accuracy_curve", "validation_accuracy_curve")
         for epoch, value in enumerate(record.get(key, []))
     ]
     for i in range(0, len(metrics), 1000):
