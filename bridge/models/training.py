@@ -215,7 +215,8 @@ def cutmix(x: torch.Tensor, y: torch.Tensor, alpha: float, generator: torch.Gene
     return Mixed(mixed, y, y[perm], lam)
 
 
-def _optimizer(params: Iterable[nn.Parameter], cfg: TrainingConfig) -> torch.optim.Optimizer:
+def make_optimizer(params: Iterable[nn.Parameter], cfg: TrainingConfig) -> torch.optim.Optimizer:
+    """The optimizer `cfg` names, over `params`: shared by training here and by the studies that train through ART."""
     if cfg.optimizer == "sgd":
         return torch.optim.SGD(
             params, lr=cfg.lr, momentum=cfg.momentum, nesterov=cfg.nesterov, weight_decay=cfg.weight_decay
@@ -328,7 +329,7 @@ def train(
     cfg.check_input(data.input_shape)
     device = next(net.parameters()).device
     generator = torch.Generator().manual_seed(cfg.seed)
-    optimizer = _optimizer(net.parameters(), cfg)
+    optimizer = make_optimizer(net.parameters(), cfg)
     scheduler = SCHEDULES[cfg.schedule](optimizer, cfg)
     loss_fn = nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
     if cfg.adversarial is not None and cfg.adversarial.trainer == "art":

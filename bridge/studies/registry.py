@@ -11,10 +11,11 @@ from bridge.engine.result import Result
 from bridge.engine.task import Task
 from bridge.studies.base import StudyKind
 from bridge.studies.evasion.kind import EVASION
+from bridge.studies.extraction.kind import EXTRACTION
 from bridge.studies.inversion.kind import INVERSION
 from bridge.studies.membership.kind import MEMBERSHIP
 
-KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (EVASION, MEMBERSHIP, INVERSION)}
+KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (EVASION, EXTRACTION, MEMBERSHIP, INVERSION)}
 
 
 def run_task(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:

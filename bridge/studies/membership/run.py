@@ -29,7 +29,7 @@ from bridge.engine.victim import load_data
 from bridge.models.build import build_model
 from bridge.models.config import ModelConfig
 from bridge.models.shared import resolve_device
-from bridge.models.training import _optimizer
+from bridge.models.training import make_optimizer
 from bridge.models.zoo import build
 from bridge.studies.membership import split as splits
 from bridge.studies.membership.config import AttackEntry, Members, target_model
@@ -166,7 +166,7 @@ def _art_scores(task: Task, train: Dataset, split: splits.Split) -> np.ndarray:
     drawn = np.random.default_rng(seed).choice(attacker, size=min(len(pool), len(attacker)), replace=False)
     model = model_config(task.recipe, cfg.target_training)
     template_net = build(model.arch, shape, k, model.dropout, model.options).to(device)
-    optimizer = _optimizer(template_net.parameters(), model.training)
+    optimizer = make_optimizer(template_net.parameters(), model.training)
     template = art.estimator(template_net, shape, k, bounds, device, optimizer)
     data = (x[drawn], y[drawn])
     return art.shadow_scores(classifier, template, data, x[evaluated], y[evaluated], entry, model.training, seed)
