@@ -17,7 +17,8 @@ from bridge.studies.membership.roc import LEVELS, NULL_SES, chance_tolerance, ro
 METRICS = ["auc", "balanced_accuracy", *LEVELS, "fpr_floor", "n_members", "n_nonmembers"]
 TABLE_COLUMNS = ["model", "defence", "dataset", "attack", "toolkit", "evaluated_on", "shadow_models", "status",
                  *METRICS, "wall_time_s", "run_id"]  # fmt: skip
-MODEL_COLUMNS = ["model", "defence", "role", "n_train", "train_accuracy", "member_accuracy", "nonmember_accuracy"]
+MODEL_COLUMNS = ["model", "defence", "role", "n_train", "train_accuracy", "member_accuracy", "nonmember_accuracy",
+                 "dp_epsilon"]  # fmt: skip
 
 LEGEND = (
     "Each row is one attack on the target (trained by the bridge on exactly the members) or on the control (trained "
@@ -151,6 +152,6 @@ def privacy_tradeoff(table: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
         rows.append({"model": model, "defence": best["defence"], "attack": best["attack"],
                      "tpr_at_fpr_0.01": best["tpr_at_fpr_0.01"], "auc": best["auc"],
                      "nonmember_accuracy": target["nonmember_accuracy"],
-                     "dp_epsilon": target.get("dp_epsilon", np.nan)})  # fmt: skip
+                     "dp_epsilon": target["dp_epsilon"]})  # fmt: skip
     return pd.DataFrame(rows, columns=["model", "defence", "attack", "tpr_at_fpr_0.01", "auc", "nonmember_accuracy",
                                        "dp_epsilon"])  # fmt: skip

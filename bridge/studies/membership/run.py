@@ -63,14 +63,14 @@ def study_data(task: Task) -> tuple[Dataset, splits.Split]:
     return train, splits.draw(len(train), cfg.members, recipe.seed if cfg.seed is None else cfg.seed)
 
 
-def train_on(recipe: Recipe, cfg: ModelConfig, data: Dataset) -> nn.Module:
-    """`cfg` trained on `data` (or loaded from the model cache), in eval mode on the recipe's device."""
-    net, _ = build_model(cfg, data, log=lambda _: None, device=resolve_device(recipe.device))
-    return net
+def train_on(recipe: Recipe, cfg: ModelConfig, data: Dataset) -> tuple[nn.Module, dict[str, Any]]:
+    """`cfg` trained on `data` (or loaded from the model cache), in eval mode on the recipe's device; its record."""
+    return build_model(cfg, data, log=lambda _: None, device=resolve_device(recipe.device))
 
 
-def _role_model(task: Task, train: Dataset, split: splits.Split) -> tuple[nn.Module, np.ndarray]:
-    """The target (on the members) or the control (on samples outside the pool), and its training indices."""
+def _role_model(task: Task, train: Dataset, split: splits.Split) -> tuple[tuple[nn.Module, dict], np.ndarray]:
+    """The target (on the members) or the control (on samples outside the pool) with its record, and its training
+    indices."""
     cfg = section(task)
     if task.params["role"] == "target":
         indices = split.members
@@ -100,7 +100,7 @@ def identity(task: Task) -> dict[str, Any]:
 def run_model(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:
     """Train the target or the control; its accuracy on its training set, the members and the non-members."""
     train, split = study_data(task)
-    net, indices = _role_model(task, train, split)
+    (net, record), indices = _role_model(task, train, split)
     pool = split.pool
     logits = logits_of(net, train.x[torch.from_numpy(pool)])
     y = train.y.numpy()
@@ -108,7 +108,8 @@ def run_model(task: Task, inputs: dict[str, Result], progress: Progress) -> Resu
     m = len(split.members)
     metrics = {"train_accuracy": _accuracy(own, y[indices]), "member_accuracy": _accuracy(logits[:m], y[pool[:m]]),
                "nonmember_accuracy": _accuracy(logits[m:], y[pool[m:]])}  # fmt: skip
-    row = {**identity(task), "role": task.params["role"], "n_train": len(indices), **metrics}
+    epsilon = record["dp"]["epsilon"] if "dp" in record else float("nan")  # DP-SGD's, at the record's delta
+    row = {**identity(task), "role": task.params["role"], "n_train": len(indices), **metrics, "dp_epsilon": epsilon}
     progress(1)
     return task.result("ok", row=row, metrics=metrics, arrays={"logits": logits.astype(np.float32)})
 
@@ -120,7 +121,7 @@ def run_shadow(task: Task, inputs: dict[str, Result], progress: Progress) -> Res
     seed = task.recipe.seed if cfg.seed is None else cfg.seed
     indices = splits.shadow_sets(split, p["variant"], p["count"], seed)[p["index"]]
     model = model_config(task.recipe, cfg.target_training, seed_offset=2 + p["index"])
-    net = train_on(task.recipe, model, splits.subset(train, indices, f"shadow{p['index']}"))
+    net, _ = train_on(task.recipe, model, splits.subset(train, indices, f"shadow{p['index']}"))
     pool = split.pool
     arrays = {"logits": logits_of(net, train.x[torch.from_numpy(pool)]).astype(np.float32),
               "inside": np.isin(pool, indices)}  # fmt: skip
@@ -148,7 +149,7 @@ def _art_scores(task: Task, train: Dataset, split: splits.Split) -> np.ndarray:
     """The scores of one of ART's attacks on the model (target or control) of the task's role."""
     art = importlib.import_module("adapters.art_membership")
     cfg, entry = section(task), _entry(task)
-    net, _ = _role_model(task, train, split)
+    (net, _), _ = _role_model(task, train, split)
     device = resolve_device(task.recipe.device)
     shape, k, bounds = train.input_shape, train.n_classes, train.bounds
     classifier = art.estimator(net, shape, k, bounds, device)
