@@ -137,3 +137,46 @@ def test_beside_the_evasion_grid_and_budget_past_the_pool() -> None:
     assert len(_first_queries(pool, 3, 0)) == 3
     with pytest.raises(ValueError, match="budgets: 5 queries, but the query pool has 4 samples"):
         _first_queries(pool, 5, 0)
+
+
+GRID = [{"attack": "fgsm", "norm": "linf", "eps": 0.1, "toolkit": "art"}]
+
+
+@pytest.mark.parametrize(
+    ("extra", "message"),
+    [
+        ({"transfer_from": "knockoff-random"}, "no extraction attack knockoff-random \\(attacks: copycat\\)"),
+        ({"transfer_from": "copycat@75"}, "the budget after @ is one of extraction.budgets \\(50, 100\\)"),
+        ({"transfer_from": ["copycat", "copycat"]}, "each stolen model once"),
+        ({"attacks": None, "transfer_from": "copycat"}, "transfer_from applies to the evasion study, which needs"),
+    ],
+)
+def test_transfer_from_refusals(extra: dict, message: str) -> None:
+    raw = {k: v for k, v in (scenario() | {"attacks": GRID} | extra).items() if v is not None}
+    with pytest.raises(ScenarioError, match=message):
+        load_raw(raw)
+
+
+def test_transfer_from_needs_an_extraction_section() -> None:
+    raw = {"name": "x", "data": {"dataset": "digits"}, "attacks": GRID, "transfer_from": "copycat"}
+    with pytest.raises(ScenarioError, match="a model stolen by the extraction study: add an extraction section"):
+        load_raw(raw)
+
+
+def test_a_surrogate_cell_takes_the_thief_the_extraction_plans() -> None:
+    """Each cell on each victim, crafted on the thief of the named budget: its input is that extract task's key."""
+    plan = load_raw(scenario() | {"attacks": GRID, "transfer_from": ["copycat", "copycat@50"]})
+    recipe = Recipe("small_cnn", "small_cnn", {"arch": "small_cnn"}, "none", "none", {"dataset": "digits"}, 0, "cpu",
+                    "fp32", 16, "weights", "evaluated", "trained")  # fmt: skip
+    from bridge.studies.registry import KINDS
+
+    scn = plan.scenario
+    stolen, _ = KINDS["extraction"].tasks(scn, plan.studies["extraction"], [recipe], 10)
+    cells, _ = KINDS["evasion"].tasks(scn, plan.studies["evasion"], [recipe], 10)
+    by = {(t.params["label"], t.params["budget"]): t.key for t in stolen if t.kind == "extract"}
+    surrogates = {t.params["from"]: t for t in cells if t.kind == "surrogate"}
+    assert set(surrogates) == {"thief:copycat", "thief:copycat@50"}
+    assert surrogates["thief:copycat"].depends == (by["copycat", 100],)
+    assert surrogates["thief:copycat@50"].depends == (by["copycat", 50],)
+    (made,) = [t for t in cells if t.kind == "attack"]
+    assert all(s.params["spec"] == made.params["spec"] and s.payload is made.payload for s in surrogates.values())

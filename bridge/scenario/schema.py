@@ -60,6 +60,9 @@ class ScenarioBase(Strict):
             raise ValueError(f"no study to run: give one of {', '.join(k.primary for k in KINDS.values())}")
         for kind in self.kinds:
             kind.validate(self)
+        for kind in KINDS.values():
+            if kind not in self.kinds and (orphans := sorted(set(kind.fields) & self.model_fields_set)):
+                raise ValueError(f"{', '.join(orphans)} applies to the {kind.name} study, which needs {kind.primary}")
         return self
 
     @property

@@ -58,7 +58,8 @@ def aggregate(results: list[Result], meta: dict[str, Any]) -> Summary:
     victims = [r for r in results if r.kind == "victim" and r.ok]
     direct = [_direct(e, by_key) for e in meta["rows"] if "row" in e or e["task"] in by_key]
     variant = {o.spec.model_dump_json(): o.row["variant"] for o in direct if o.spec is not None}
-    transferred = [outcome(r) for r in results if r.kind == "transfer"]  # failed ones too: every cell is a row
+    # examples made on another model (a defended one's source, another victim, a stolen copy): failed ones too
+    transferred = [outcome(r) for r in results if r.kind in ("transfer", "surrogate")]
     for o in transferred:
         o.row["variant"] = variant.get(o.spec.model_dump_json(), "")
     consensus, agreement = worst_case_per_group(direct)

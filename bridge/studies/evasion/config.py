@@ -1,5 +1,5 @@
-"""The evasion study's sections of a scenario: `attacks` (the grid), `checks`, `transfer`, `export`, `robustness`,
-`detector`."""
+"""The evasion study's sections of a scenario: `attacks` (the grid), `checks`, `transfer`, `transfer_from`, `export`,
+`robustness`, `detector`."""
 
 from __future__ import annotations
 
@@ -62,6 +62,9 @@ FIELDS: dict[str, tuple[Any, Any]] = {
     # defences: also evaluate each preprocessing-defended model on the examples made on its undefended model;
     # models: every cell's examples on every other model of the study (a source x target matrix)
     "transfer": (Annotated[list[Literal[TRANSFERS]], BeforeValidator(transfer_kinds)], []),  # type: ignore[valid-type]
+    # every cell again, crafted on a model the extraction study stole from the victim (`<attack>` at its largest
+    # budget, or `<attack>@<budget>`) and judged by the victim: the black-box transfer attack (Papernot et al. 2016)
+    "transfer_from": (Annotated[list[str], BeforeValidator(_as_list)], []),
     # npz: every attack cell's examples with their labels and predictions, as `examples.npz` on its child run
     "export": (Literal["none", "npz"], "none"),
     "robustness": (ModelMetricsConfig | None, None),  # CLEVER, empirical robustness, loss sensitivity per model
@@ -69,8 +72,29 @@ FIELDS: dict[str, tuple[Any, Any]] = {
 }
 
 
+def thief_of(entry: str, extraction: Any) -> tuple[str, int]:
+    """The (extraction attack, budget) of a `transfer_from` entry: `<attack>` (its largest budget) or
+    `<attack>@<budget>` (ValueError: one line)."""
+    if extraction is None:
+        raise ValueError(f"transfer_from: {entry} is a model stolen by the extraction study: add an extraction section")
+    label, at, budget = entry.partition("@")
+    labels = [a.label for a in extraction.attacks]
+    if label not in labels:
+        raise ValueError(f"transfer_from: {entry}: no extraction attack {label} (attacks: {', '.join(labels)})")
+    if not at:
+        return label, max(extraction.budgets)
+    if not budget.isdigit() or int(budget) not in extraction.budgets:
+        allowed = ", ".join(str(b) for b in extraction.budgets)
+        raise ValueError(f"transfer_from: {entry}: the budget after @ is one of extraction.budgets ({allowed})")
+    return label, int(budget)
+
+
 def validate(scenario: Any) -> None:
     """Checks across keys (ValueError: one line)."""
+    for entry in scenario.transfer_from:
+        thief_of(entry, scenario.extraction)
+    if len(set(scenario.transfer_from)) < len(scenario.transfer_from):
+        raise ValueError("transfer_from: each stolen model once")
     defences = scenario.defences
     if "models" in scenario.transfer and len(scenario.model_list) * len(defences) < 2:
         raise ValueError("transfer: models evaluates each cell's examples on the study's other models: "

@@ -16,6 +16,8 @@ from bridge.studies.evasion import plan as planning
 from bridge.studies.evasion.aggregate import Summary, aggregate
 from bridge.studies.evasion.run import RUNNERS
 
+CELLS = ("attack", "transfer", "surrogate")  # the task kinds that are a row of the comparison table
+
 
 class Evasion:
     name = "evasion"
@@ -41,7 +43,7 @@ class Evasion:
         return result
 
     def row(self, task: Task, status: str) -> dict[str, Any]:
-        if task.kind in ("attack", "transfer"):
+        if task.kind in CELLS:
             spec = AttackSpec.model_validate(task.params["spec"])
             native = task.params.get("translation", {}).get("native_class")
             row = planning.base_row(spec, native, task.recipe, status)
@@ -51,23 +53,23 @@ class Evasion:
     def child(self, task: Task, result: Result) -> tuple[dict[str, Any], dict[str, str]]:
         recipe = task.recipe
         tags = {"model": recipe.name, "dataset": recipe.data["dataset"], "defence": recipe.defence_name}
-        if task.kind not in ("attack", "transfer"):
+        if task.kind not in CELLS:
             return {}, tags
         spec = AttackSpec.model_validate(task.params["spec"])
         tags |= {"toolkit": spec.toolkit, "attack": spec.attack, "norm": spec.norm,
                  "eps": "none" if spec.eps is None else f"{spec.eps:g}", "targeted": spec.targeted,
                  "evaluation": "direct" if task.kind == "attack" else "transfer"}  # fmt: skip
         params = spec.params()
-        if task.kind == "attack":
+        if task.kind != "transfer":  # the cell's own attack ran (on the victim, or on its stolen copy)
             translation = task.params["translation"]
             params["native_class"] = tags["native_class"] = translation["native_class"]
             if translation["notes"]:  # the cell's own differences in meaning, also as the run's description
                 tags["notes"] = tags["mlflow.note.content"] = translation["notes"]
             if translation["defaults"] == "toolkit":
                 tags["defaults"] = "toolkit"
-            if task.params["origin"] != "scenario":
+            if task.params.get("origin", "scenario") != "scenario":
                 tags["added_by"] = task.params["origin"]
-        else:
+        if task.kind != "attack":
             tags["transferred_from"] = task.params["from"]
         return params, tags
 

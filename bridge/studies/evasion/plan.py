@@ -14,7 +14,7 @@ from bridge.core.errors import ScenarioError
 from bridge.engine.recipe import NONE, Recipe
 from bridge.engine.task import Task
 from bridge.studies.evasion.checks import DETERMINISTIC_PARITY
-from bridge.studies.evasion.config import AttackEntry
+from bridge.studies.evasion.config import AttackEntry, thief_of
 from bridge.studies.evasion.naming import cell_name, variants
 
 STUDY = "evasion"
@@ -146,7 +146,8 @@ def tasks(scenario: Any, cells: list[Cell], recipes: list[Recipe], n_samples: in
 
     Per victim: one `victim` task (clean accuracy, the model-level checks, ART's metrics when `robustness:` asks),
     one `attack` task per supported cell, a `transfer` task per cell of a source victim and target victim that
-    `transfer:` pairs, and a `detector` task that depends on its attack's cells."""
+    `transfer:` pairs, a `surrogate` task per cell and model stolen from the victim (`transfer_from:`), and a
+    `detector` task that depends on its attack's cells."""
     pairs = transfer_pairs(scenario, recipes)
     sources = {s.key for s, _ in pairs}
     suffix = len(recipes) > 1
@@ -169,6 +170,8 @@ def tasks(scenario: Any, cells: list[Cell], recipes: list[Recipe], n_samples: in
         out += attacks[recipe.key]
     for source, target in pairs:
         out += [_transfer_task(made, source, target) for made in attacks[source.key]]
+    for (recipe_key, entry), stolen in _thieves(scenario, recipes).items():
+        out += [_surrogate_task(made, stolen, entry) for made in attacks[recipe_key]]
     if scenario.detector is not None:
         out += [_detector_task(scenario.detector, recipe, attacks[recipe.key]) for recipe in recipes]
     meta = {"rows": rows, "defences": len(scenario.defences), "scenario": scenario.name,
@@ -201,6 +204,26 @@ def _transfer_task(made: Task, source: Recipe, recipe: Recipe) -> Task:
     """The examples of cell `made` (on `source`) judged by another victim, `recipe`."""
     params = {"spec": made.params["spec"], "from": source.name}
     return Task(STUDY, "transfer", recipe, params, f"{made.label} → {recipe.name} (transfer)", depends=(made.key,))
+
+
+def _thieves(scenario: Any, recipes: list[Recipe]) -> dict[tuple[str, str], Task]:
+    """The extraction study's `extract` task of each (victim, `transfer_from` entry): the same tasks (the same keys)
+    the extraction kind plans, so a surrogate cell takes the thief its task stole as its input."""
+    if not scenario.transfer_from:
+        return {}
+    from bridge.studies.extraction import plan as extraction
+
+    planned, _ = extraction.tasks(scenario, extraction.plan(scenario), recipes)
+    by = {(t.recipe.key, (t.params["label"], t.params["budget"])): t for t in planned if t.kind == "extract"}
+    wanted = {entry: thief_of(entry, scenario.extraction) for entry in scenario.transfer_from}
+    return {(r.key, entry): by[r.key, wanted[entry]] for r in recipes for entry in scenario.transfer_from}
+
+
+def _surrogate_task(made: Task, stolen: Task, entry: str) -> Task:
+    """Cell `made` crafted on the thief `stolen` took from the same victim, judged by that victim."""
+    params = {"spec": made.params["spec"], "translation": made.params["translation"], "from": f"thief:{entry}"}
+    return Task(STUDY, "surrogate", made.recipe, params, f"{made.label} ← thief {entry} (transfer)",
+                depends=(stolen.key,), toolkits=made.toolkits, units=made.units, payload=made.payload)  # fmt: skip
 
 
 def _detector_task(detector: Any, recipe: Recipe, attacks: list[Task]) -> Task:

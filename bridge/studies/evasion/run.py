@@ -16,14 +16,16 @@ from bridge.engine.executors import Progress
 from bridge.engine.result import Result
 from bridge.engine.task import Task
 from bridge.engine.victim import Victim
+from bridge.models.shared import SharedModel
 from bridge.report import plots
 from bridge.studies.evasion.analysis import Outcome, median_distance
-from bridge.studies.evasion.cell import measure
+from bridge.studies.evasion.cell import attack, make_targets, measure
 from bridge.studies.evasion.checks import model_checks
 from bridge.studies.evasion.export import EXAMPLES_FILE, examples_npz
 from bridge.studies.evasion.metrics import evaluate_cell
 from bridge.studies.evasion.model_metrics import ModelMetricsConfig, compute_model_metrics
 from bridge.studies.evasion.plan import base_row
+from bridge.studies.extraction.thief import load_thief
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:
@@ -100,6 +102,37 @@ def run_transfer(task: Task, victim: Victim, inputs: dict[str, Result], progress
     return task.result("ok", row=row, metrics=_compared(metrics), per_sample=result.per_sample)
 
 
+def run_surrogate(task: Task, victim: Victim, inputs: dict[str, Result], progress: Progress) -> Result:
+    """The black-box transfer attack: the cell crafted on the model the extraction study stole from this victim,
+    judged by the victim. The cost columns are the crafting's, on the thief: the victim answered none of its
+    queries (the extraction's are in the extraction table)."""
+    (stolen,) = inputs.values()
+    if not stolen.ok:
+        return task.result(f"skipped: its thief {stolen.state}")
+    spec, translation, model = AttackSpec.model_validate(task.params["spec"]), task.payload, victim.model
+    net = load_thief(stolen).to(model.device)
+    thief = SharedModel(net, model.input_shape, model.n_classes, model.bounds, model.device, "thief")
+    row = {**base_row(spec, translation.native, task.recipe, "ok"), "evaluation": "transfer",
+           "source": task.params["from"]}  # fmt: skip
+    targets = make_targets(spec.targeted, victim.y, victim.clean_logits, spec.seed)  # those of the direct cell
+    try:
+        x_adv, cost, started = attack(spec, translation, thief, victim.x, victim.y, targets, progress)
+    except Unsupported as exc:
+        return task.result(f"unsupported: {exc}", row={**row, "status": f"unsupported: {exc}"})
+    adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
+    result = evaluate_cell(
+        victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, norm=spec.norm, eps=spec.eps,
+        fixed_budget=spec.kind == "fixed", bounds=model.bounds, targets=targets,
+    )  # fmt: skip
+    metrics = {**result.metrics, "wall_time_s": cost["wall_time_s"], "samples_per_s": cost["samples_per_s"]}
+    if spec.kind == "minimum":
+        metrics["median_distance"] = median_distance(Outcome(spec, {}, result.per_sample))
+    grid = plots.sample_grid(victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, model.bounds)
+    files = {"samples.png": plots.png(grid), "translation.json": _json(translation.as_dict())}
+    return task.result("ok", row={**row, **metrics}, metrics=_compared(metrics), per_sample=result.per_sample,
+                       files=files, started=started, ended=started + cost["wall_time_s"])  # fmt: skip
+
+
 # What a reviewer compares across cells in MLflow's runs table; the rest (distance statistics, pass counters,
 # throughput) is in the cell's row (result.json, comparison.csv), not a column more in every view.
 COMPARED = ("robust_accuracy", "attack_success_rate", "clean_accuracy", "median_distance", "budget_violations",
@@ -133,4 +166,5 @@ def _json(value: Any) -> str:
     return json.dumps(value, indent=1)
 
 
-RUNNERS = {"victim": run_victim, "attack": run_attack, "transfer": run_transfer, "detector": run_detector}
+RUNNERS = {"victim": run_victim, "attack": run_attack, "transfer": run_transfer, "surrogate": run_surrogate,
+           "detector": run_detector}  # fmt: skip
