@@ -32,7 +32,8 @@ FIGURES = {  # a figure's section, by what its path holds
 }
 
 
-TITLES = {"membership": "Membership inference", "extraction": "Model extraction", "inversion": "Model inversion"}
+TITLES = {"membership": "Membership inference", "extraction": "Model extraction", "inversion": "Model inversion",
+          "poisoning": "Poisoning and backdoors", "patch": "Adversarial patch"}  # fmt: skip
 
 
 @dataclass(frozen=True)
