@@ -146,3 +146,16 @@ def test_the_privacy_tradeoff_takes_each_targets_strongest_attack_and_its_held_o
     fig = plots.privacy_tradeoff(found.reset_index())
     texts = [t.get_text() for t in fig.axes[0].texts]
     assert "cnn" in texts and "cnn/dp_sgd-1 (eps 3.2)" in texts
+
+
+def test_target_training_goes_on_top_of_a_training_defence() -> None:
+    """A DP-SGD victim's target: the defence's training and the study's target_training, under the victim's name."""
+    from bridge.defences.grid import parse_entry
+    from bridge.models.config import ModelConfig
+    from bridge.studies.membership.config import target_model
+
+    dp = parse_entry({"kind": "dp_sgd", "noise_multiplier": 1.0, "max_grad_norm": 1.0, "delta": 1e-5,
+                      "training": {"lr": 0.01}})  # fmt: skip
+    target = target_model(ModelConfig(arch="small_cnn"), dp, {"epochs": 30})
+    assert target.name == "small_cnn/dp_sgd-1" and (target.training.epochs, target.training.lr) == (30, 0.01)
+    assert target.training.dp.noise_multiplier == 1.0

@@ -97,11 +97,12 @@ def target_model(cfg: ModelConfig, defence: Any, overrides: dict[str, Any]) -> M
     """The model the target (and control and shadows) are built from: `cfg` behind its training defence, with
     `target_training` on top (ValueError: one line)."""
     cfg = model_of(cfg, defence)
-    raw = cfg.model_dump(mode="json", exclude_unset=True)
+    raw = cfg.model_dump(mode="json", exclude_unset=True, exclude={"name"})  # a defended victim's name has a /
     try:
-        return ModelConfig.model_validate({**raw, "training": {**raw.get("training", {}), **overrides}})
+        target = ModelConfig.model_validate({**raw, "training": {**raw.get("training", {}), **overrides}})
     except ValidationError as e:
         raise ValueError(f"membership.target_training: {first_error(e)}") from None
+    return target.model_copy(update={"name": cfg.name})
 
 
 def unsupported(cfg: ModelConfig, defence: Any) -> str | None:
