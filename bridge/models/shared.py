@@ -1,8 +1,8 @@
 """The shared model: one network on one device, handed to every toolkit, with the bridge's own counters.
 
 Forward and backward passes are counted by hooks on the network itself, so every toolkit is measured the
-same way whatever wrapper it puts around the module. Attacks run in eval mode; the previous mode of every
-submodule is restored afterwards.
+same way whatever wrapper it puts around the module. Attacks run in eval mode with the weights frozen; the previous
+mode of every submodule and each parameter's `requires_grad` are restored afterwards.
 """
 
 from __future__ import annotations
@@ -123,6 +123,12 @@ class Observed:
             self._counters = None
 
     @contextmanager
+    def frozen(self) -> Iterator[Observed]:
+        """The model's weights out of autograd inside the block (see `SharedModel.frozen`); a framework whose
+        gradients are taken only w.r.t. what is asked for (a Keras GradientTape) has nothing to freeze."""
+        yield self
+
+    @contextmanager
     def query_budget(self, x: torch.Tensor, y: torch.Tensor, max_queries: int | None) -> Iterator[None]:
         """Enforce `max_queries` forward passes per sample for the batch (x, y) inside the block."""
         self._budget = None if max_queries is None else QueryBudget(x.detach(), y, max_queries * len(x))
@@ -196,6 +202,20 @@ class SharedModel(Observed, nn.Module):
         finally:
             for module, training in modes.items():
                 module.train(training)
+
+    @contextmanager
+    def frozen(self) -> Iterator[SharedModel]:
+        """Every parameter out of autograd inside the block, each one's `requires_grad` restored after (even on an
+        exception). An attack needs gradients w.r.t. its inputs only; a toolkit that calls `loss.backward()` (ART's
+        estimators) would otherwise also compute, and accumulate into `.grad`, every weight's gradient."""
+        flags = [(p, p.requires_grad) for p in self.parameters()]
+        for p, _ in flags:
+            p.requires_grad_(False)
+        try:
+            yield self
+        finally:
+            for p, flag in flags:
+                p.requires_grad_(flag)
 
     def margin_gradient(self, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Gradient of (true logit - best other logit) w.r.t. the inputs (the interface KerasModel shares)."""

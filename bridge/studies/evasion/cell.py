@@ -67,7 +67,7 @@ def attack(
     seed_everything(spec.seed)
     adapter = get_adapter(spec.toolkit)
     b = spec.batch_size
-    with model.eval_mode(), model.counting() as counters:
+    with model.eval_mode(), model.frozen(), model.counting() as counters:
         started, start = time.time(), time.perf_counter()
         run = adapter.build(translation, spec, model)
         chunks = []
