@@ -159,6 +159,7 @@ def test_list_models_and_datasets_and_the_cifar_scenario_validates() -> None:
     out = advbridge("validate", "scenarios/cifar10.yaml")  # the data is not here: what `run` would refuse
     assert out.returncode == 2 and not out.stdout and len(out.stderr.splitlines()) == 1
     assert "scenarios/cifar10.yaml: data: cifar10:" in out.stderr and "cifar-10-python.tar.gz" in out.stderr
-    out = advbridge("validate", "scenarios/cifar10.yaml", "--set", "data.download=true")
-    assert out.returncode == 0 and "`run` downloads cifar-10-python.tar.gz first" in out.stdout
+    for scenario in ("scenarios/cifar10.yaml", "scenarios/privacy-cifar10.yaml"):
+        out = advbridge("validate", scenario, "--set", "data.download=true")
+        assert out.returncode == 0 and "`run` downloads cifar-10-python.tar.gz first" in out.stdout
     assert advbridge("validate", "scenarios/architectures.yaml").returncode == 0
