@@ -87,6 +87,25 @@ def shadow_scores(classifier: Any, template: Any, data: tuple[np.ndarray, np.nda
         return _member_probability(attack.infer(x, y, probabilities=True))
 
 
+def shapr_scores(net: nn.Module, input_shape: tuple[int, ...], n_classes: int, bounds: tuple[float, float],
+                 device: torch.device, train: tuple[np.ndarray, np.ndarray],
+                 test: tuple[np.ndarray, np.ndarray], knn_metric: str | None) -> np.ndarray:  # fmt: skip
+    """ART's SHAPr leakage of each sample of `train` = (x, y), the model's training samples, against `test` = (x, y),
+    held-out samples: the Shapley value of each training sample to a KNN (sklearn's, `knn_metric`) fitted on the
+    model's outputs on `train` that labels `test` (above 0: a leak, ART says). The paper's KNN works on the output
+    probabilities and ART feeds it `predict`, so the estimator here is over softmax(`net`) (the attacks' estimator
+    gives logits). Nothing random: no seed."""
+    from art.metrics.privacy import SHAPr
+
+    probabilities = nn.Sequential(net, nn.Softmax(dim=1)).eval()
+    classifier = estimator(probabilities, input_shape, n_classes, bounds, device)
+    return np.asarray(
+        SHAPr(target_estimator=classifier, x_train=train[0], y_train=train[1], x_test=test[0], y_test=test[1],
+              knn_metric=knn_metric),  # None: KNeighborsClassifier()'s default metric (minkowski, p=2: Euclidean)
+        np.float64,
+    ).ravel()  # fmt: skip
+
+
 def _member_probability(inferred: np.ndarray) -> np.ndarray:
     """The member column of what `infer(probabilities=True)` returns ((n,), (n, 1) or (n, 2) by attack model)."""
     inferred = np.asarray(inferred, np.float64)

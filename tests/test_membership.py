@@ -159,3 +159,88 @@ def test_target_training_goes_on_top_of_a_training_defence() -> None:
     target = target_model(ModelConfig(arch="small_cnn"), dp, {"epochs": 30})
     assert target.name == "small_cnn/dp_sgd-1" and (target.training.epochs, target.training.lr) == (30, 0.01)
     assert target.training.dp.noise_multiplier == 1.0
+
+
+def test_shapr_is_accepted_with_its_metric_and_refuses_another():
+    entries = [{"attack": "shapr"}, {"attack": "shapr", "knn_metric": "cosine"}]
+    plan = load_raw({**SCENARIO, "membership": {"members": 100, "attacks": entries}})
+    attacks = plan.studies["membership"].attacks
+    assert attacks[0].knn_metric is None and attacks[1].knn_metric == "cosine"
+    with pytest.raises(ScenarioError, match=r"attacks\[0\]\.shapr\.knn_metric"):
+        load_raw(
+            {**SCENARIO, "membership": {"members": 100, "attacks": [{"attack": "shapr", "knn_metric": "hamming"}]}}
+        )
+
+
+def test_leakage_metrics_have_no_roc():
+    from bridge.studies.membership.run import leakage_metrics
+
+    m = leakage_metrics(np.array([0.5, -0.25, 0.0, 1.5]), 7)
+    assert (m["leakage_mean"], m["leakage_max"], m["leaking_share"]) == (0.4375, 1.5, 0.5)  # 0 is not a leak
+    assert (m["n_members"], m["n_nonmembers"]) == (4, 7)
+    assert all(math.isnan(m[k]) for k in ("auc", "balanced_accuracy", "tpr_at_fpr_0.01", "tpr_at_fpr_0.001",
+                                          "fpr_floor"))  # fmt: skip
+
+
+def test_the_aggregate_keeps_a_shapr_row_and_skips_it_in_checks_rocs_and_tradeoff():
+    import pandas as pd
+
+    from bridge.studies.membership.aggregate import aggregate
+    from bridge.studies.membership.run import leakage_metrics
+
+    rng = np.random.default_rng(0)
+    scored = []
+    for on in ("target", "control"):
+        scores, members = rng.uniform(size=20), np.repeat([True, False], 10)
+        row = {"model": "cnn", "defence": "none", "dataset": "digits", "attack": "gap", "toolkit": "art",
+               "evaluated_on": on, "status": "ok", **membership_metrics(scores, members)}  # fmt: skip
+        per_sample = pd.DataFrame({"index": np.arange(20), "member": members, "score": scores})
+        scored.append(Result(f"gap-{on}", "attack", "l", "ok", row=row, per_sample=per_sample))
+    shapr = []
+    for on, leak in (("target", [0.2, 0.1, -0.1]), ("control", [-0.3, -0.2, 0.1])):
+        row = {"model": "cnn", "defence": "none", "dataset": "digits", "attack": "shapr", "toolkit": "art",
+               "evaluated_on": on, "status": "ok", **leakage_metrics(np.array(leak), 3)}  # fmt: skip
+        per_sample = pd.DataFrame({"index": [0, 1, 2], "member": True, "score": leak})
+        shapr.append(Result(f"shapr-{on}", "attack", "l", "ok", row=row, per_sample=per_sample))
+    model = Result("m", "model", "l", "ok", row={"model": "cnn", "role": "target", "nonmember_accuracy": 0.9})
+    results = [*scored, *shapr, model]
+    summary = aggregate(results, {"rows": [{"task": r.key} for r in scored + shapr], "control": True})
+    table = summary.table.set_index(["attack", "evaluated_on"])
+    assert table.loc[("shapr", "target"), "leaking_share"] == pytest.approx(2 / 3)
+    assert table.loc[("shapr", "control"), ["auc", "tpr_at_fpr_0.01"]].isna().all()
+    assert table.loc[("gap", "target"), ["leakage_mean", "leaking_share"]].isna().all()
+    check = summary.checks.set_index("name").loc["membership_control_at_chance"]
+    assert check["status"] == "passed" and check["detail"].startswith("1 attacks"), check  # the gap row only
+    assert "membership/plots/roc-cnn.png" in summary.record.files
+    assert summary.record.metrics["membership.leakage_mean.cnn.shapr.target"] == pytest.approx(0.2 / 3)
+    assert "membership.auc.cnn.shapr.target" not in summary.record.metrics
+    tradeoff = summary.record.files["membership/tradeoff.csv"]
+    assert "gap" in tradeoff and "shapr" not in tradeoff
+    shown = summary.markdown.partition("Each row is")[0]  # the attacks' table: empty cells where a row has none
+    assert "nan" not in shown and "leaking_share" in shown and "SHAPr" in summary.markdown
+    # a study of SHAPr alone: no ROC plot, no tradeoff, the control check skipped
+    alone = aggregate([*shapr, model], {"rows": [{"task": r.key} for r in shapr], "control": True})
+    assert not any(f.startswith("membership/plots/roc") for f in alone.record.files)
+    assert alone.checks["status"].item() == "skipped"
+
+
+def test_shapr_through_art_on_the_softmax_and_its_mean_is_a_1nn_held_out_accuracy():
+    """ART's SHAPr on a small linear net: one score per training sample, and (the Shapley values' efficiency, ART's
+    K=1 recursion) their mean is the held-out accuracy of a 1-NN over the training samples' output probabilities."""
+    import torch
+    from sklearn.neighbors import KNeighborsClassifier
+
+    from adapters.art_membership import shapr_scores
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Flatten(), torch.nn.Linear(4, 3)).eval()
+    rng = np.random.default_rng(0)
+    x = rng.uniform(size=(50, 1, 2, 2)).astype(np.float32)
+    y = rng.integers(0, 3, size=50)
+    train, test = (x[:30], y[:30]), (x[30:], y[30:])
+    scores = shapr_scores(net, (1, 2, 2), 3, (0.0, 1.0), torch.device("cpu"), train, test, None)
+    assert scores.shape == (30,)
+    with torch.no_grad():
+        probs = [torch.softmax(net(torch.from_numpy(a)), 1).numpy() for a in (train[0], test[0])]
+    one_nn = KNeighborsClassifier(n_neighbors=1).fit(probs[0], train[1]).score(probs[1], test[1])
+    assert scores.mean() == pytest.approx(one_nn, abs=1e-5)

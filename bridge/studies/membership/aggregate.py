@@ -15,8 +15,9 @@ from bridge.studies.evasion.checks import Check
 from bridge.studies.membership.roc import LEVELS, NULL_SES, chance_tolerance, roc
 
 METRICS = ["auc", "balanced_accuracy", *LEVELS, "fpr_floor", "n_members", "n_nonmembers"]
+LEAKAGE = ["leakage_mean", "leakage_max", "leaking_share"]  # SHAPr's row (ART's per-member leakage)
 TABLE_COLUMNS = ["model", "defence", "dataset", "attack", "toolkit", "evaluated_on", "shadow_models", "status",
-                 *METRICS, "wall_time_s", "run_id"]  # fmt: skip
+                 *METRICS, *LEAKAGE, "wall_time_s", "run_id"]  # fmt: skip
 MODEL_COLUMNS = ["model", "defence", "role", "n_train", "train_accuracy", "member_accuracy", "nonmember_accuracy",
                  "dp_epsilon"]  # fmt: skip
 
@@ -30,7 +31,15 @@ LEGEND = (
     "computes every number from the attacks' per-sample scores: auc, the ROC's area; balanced_accuracy, the best "
     "(TPR + TNR) / 2 over thresholds (the threshold chosen with the labels: an upper bound); tpr_at_fpr_0.001 and "
     "tpr_at_fpr_0.01, the TPR at 0.1 % and 1 % false positives. A false-positive rate below fpr_floor (1 / the "
-    "non-members scored) cannot be resolved: there the TPR is the one at zero false positives, marked * here."
+    "non-members scored) cannot be resolved: there the TPR is the one at zero false positives, marked * here. "
+    "shapr is ART's SHAPr (Duddu et al. 2021, toolkit art), a per-sample leakage score, not an attack: each member's "
+    "Shapley value to a KNN on the model's output probabilities that labels the non-members (above 0: the member "
+    "leaks, ART says); it scores every member and no non-member, so it has no ROC: its auc, balanced_accuracy, TPR "
+    "and fpr_floor are empty, and leakage_mean, leakage_max and leaking_share (the share of members above 0) are its "
+    "own (empty for the attacks); n_nonmembers is the held-out set it is computed against. ART's values are a 1-NN's "
+    "Shapley values, so leakage_mean is that 1-NN's accuracy on the held-out set (it tracks utility as much as "
+    "leakage): leakage_max and leaking_share, and the per-member scores, are the per-sample signal. On the control, "
+    "which never saw the members, the same samples give the scores of samples a model did not train on."
 )
 
 
@@ -50,11 +59,18 @@ class Summary:
             below = self.table["fpr_floor"] > level
             shown[name] = [f"{v:.3g}*" if b and pd.notna(v) else ("" if pd.isna(v) else f"{v:.3g}")
                            for v, b in zip(self.table[name], below, strict=True)]  # fmt: skip
+        for name in ("auc", "balanced_accuracy", "fpr_floor", *LEAKAGE):  # empty where a row has none
+            shown[name] = ["" if pd.isna(v) else f"{v:.3g}" for v in self.table[name]]
         parts = [shown.to_markdown(index=False, floatfmt=".3g"), LEGEND]
         if len(self.models):
             parts.append("The models' accuracy on their own training set, the members and the non-members:\n\n"
                          + self.models.to_markdown(index=False, floatfmt=".3g"))  # fmt: skip
         return "\n\n".join(parts)
+
+
+def scored(result: Result) -> bool:
+    """Whether an attack result has membership scores with an ROC (SHAPr's leakage rows have none)."""
+    return pd.notna(result.row.get("auc"))
 
 
 def aggregate(results: list[Result], meta: dict[str, Any]) -> Summary:
@@ -76,7 +92,7 @@ def control_checks(attacks: list[Result], control: bool) -> pd.DataFrame:
     for model in dict.fromkeys(r.row["model"] for r in attacks):
         check = Check("membership_control_at_chance",
                       "every attack at chance (AUC ~ 0.5) on a model that never saw the members")  # fmt: skip
-        mine = [r for r in attacks if r.row["model"] == model and r.row["evaluated_on"] == "control"]
+        mine = [r for r in attacks if r.row["model"] == model and r.row["evaluated_on"] == "control" and scored(r)]
         if not control:
             check.skip("control: false")
         elif not mine:
@@ -97,8 +113,11 @@ def control_checks(attacks: list[Result], control: bool) -> pd.DataFrame:
 
 
 def roc_plot(attacks: list[Result], title: str) -> Figure:
-    """A log-log ROC, one line per attack: solid on the target, dashed (same colour) on the control."""
+    """A log-log ROC, one line per attack: solid on the target, dashed (same colour) on the control (rows without
+    an ROC, SHAPr's, left out)."""
     import matplotlib.pyplot as plt
+
+    attacks = [r for r in attacks if scored(r)]
 
     fig, ax = plt.subplots(figsize=(6, 5))
     names = list(dict.fromkeys(r.row["attack"] for r in attacks))
@@ -127,9 +146,10 @@ def _record(table: pd.DataFrame, models: pd.DataFrame, checks: pd.DataFrame, att
     for model in dict.fromkeys(r.row["model"] for r in attacks):
         mine = [r for r in attacks if r.row["model"] == model]
         safe = model.replace("/", "-")
-        files[f"membership/plots/roc-{safe}.png"] = plots.png(roc_plot(mine, f"membership inference ({model})"))
+        if any(scored(r) for r in mine):
+            files[f"membership/plots/roc-{safe}.png"] = plots.png(roc_plot(mine, f"membership inference ({model})"))
         for r in mine:
-            for name in ("auc", *LEVELS):
+            for name in ("auc", *LEVELS) if scored(r) else LEAKAGE:
                 metrics[f"membership.{name}.{safe}.{r.row['attack']}.{r.row['evaluated_on']}"] = r.row[name]
     tradeoff = privacy_tradeoff(table, models)
     if len(tradeoff):
@@ -141,7 +161,7 @@ def _record(table: pd.DataFrame, models: pd.DataFrame, checks: pd.DataFrame, att
 def privacy_tradeoff(table: pd.DataFrame, models: pd.DataFrame) -> pd.DataFrame:
     """Per target (model, defence): the strongest attack by TPR at 1 % FPR (named) and the target's accuracy on
     the non-members (its utility on samples it never saw); `dp_epsilon` where the target was trained with DP-SGD."""
-    ran = table[(table["status"] == "ok") & (table["evaluated_on"] == "target")]
+    ran = table[(table["status"] == "ok") & (table["evaluated_on"] == "target") & table["auc"].notna()]
     targets = models[models["role"] == "target"].set_index("model")
     rows = []
     for model, mine in ran.groupby("model", sort=False):

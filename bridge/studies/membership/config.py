@@ -9,6 +9,7 @@ membership:
     - {attack: blackbox, input_type: loss, model_type: rf}   # ART MembershipInferenceBlackBox
     - {attack: shadow, shadow_models: 3, model_type: rf}     # ART ShadowModels + MembershipInferenceBlackBox
     - {attack: lira, shadow_models: 8, variant: online}      # the bridge's own (online | offline)
+    - {attack: shapr, knn_metric: null}                      # ART's SHAPr: per-member leakage, no ROC
   control: true                   # every attack also on a model that never saw the members
 ```
 """
@@ -73,7 +74,16 @@ class Lira(Strict):
         return value
 
 
-AttackEntry = Annotated[Gap | BlackBox | Shadow | Lira, Field(discriminator="attack")]
+class Shapr(Strict):
+    """ART's SHAPr (art.metrics.privacy.SHAPr): a per-member leakage score (the member's Shapley value to a KNN on
+    the model's output probabilities that labels the non-members), not a membership attack: it scores only members,
+    so its row has leakage columns and no ROC."""
+
+    attack: Literal["shapr"]
+    knn_metric: Literal["minkowski", "euclidean", "manhattan", "chebyshev", "cosine"] | None = None  # None: sklearn's
+
+
+AttackEntry = Annotated[Gap | BlackBox | Shadow | Lira | Shapr, Field(discriminator="attack")]
 
 
 class Members(Strict):

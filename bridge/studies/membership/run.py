@@ -2,7 +2,8 @@
 
 `model`: the target (trained on exactly the members) or the control (trained on samples outside the pool), its
 logits on the pool kept for LiRA. `shadow`: one of LiRA's shadow models, its logits on the pool. `attack`: one
-attack on the target or the control, scored on the evaluated halves; the bridge's metrics from its scores.
+attack on the target or the control, scored on the evaluated halves; the bridge's metrics from its scores (SHAPr,
+ART's per-member leakage, scores every member instead and has leakage columns in place of the ROC's).
 Every model is trained through `build_model`, so a repeated or resumed study loads it from the model cache.
 """
 
@@ -34,7 +35,7 @@ from bridge.models.zoo import build
 from bridge.studies.membership import split as splits
 from bridge.studies.membership.config import AttackEntry, Members, target_model
 from bridge.studies.membership.lira import lira_scores, phi
-from bridge.studies.membership.roc import membership_metrics
+from bridge.studies.membership.roc import LEVELS, membership_metrics
 
 BATCH = 512  # of the bridge's own forward passes
 
@@ -173,6 +174,29 @@ def _art_scores(task: Task, train: Dataset, split: splits.Split) -> np.ndarray:
     return art.shadow_scores(classifier, template, data, x[evaluated], y[evaluated], entry, model.training, seed)
 
 
+def _shapr(task: Task, train: Dataset, split: splits.Split) -> np.ndarray:
+    """ART's SHAPr leakage of every member on the model of the task's role, against the non-members as the held-out
+    set. On the target the members are its whole training set; on the control (which never saw them) the same
+    samples give the score of samples a model did not train on, the baseline."""
+    art = importlib.import_module("adapters.art_membership")
+    (net, _), _ = _role_model(task, train, split)
+    x, y = train.x.numpy(), train.y.numpy()
+    members, held_out = split.members, split.nonmembers
+    return art.shapr_scores(net, train.input_shape, train.n_classes, train.bounds, resolve_device(task.recipe.device),
+                            (x[members], y[members]), (x[held_out], y[held_out]), _entry(task).knn_metric)  # fmt: skip
+
+
+def leakage_metrics(scores: np.ndarray, n_held_out: int) -> dict[str, float]:
+    """SHAPr's row: mean and max leakage over the members, the share of members above 0 (leaking, ART says); no ROC
+    (AUC, TPR, FPR floor NaN): SHAPr scores members only."""
+    scores = np.asarray(scores, np.float64)
+    nan = float("nan")
+    return {"auc": nan, "balanced_accuracy": nan, **dict.fromkeys(LEVELS, nan), "fpr_floor": nan,
+            "n_members": float(len(scores)), "n_nonmembers": float(n_held_out),
+            "leakage_mean": float(scores.mean()), "leakage_max": float(scores.max()),
+            "leaking_share": float((scores > 0).mean())}  # fmt: skip
+
+
 def attack_label(entry: Any) -> str:
     """An attack's name in tables, plots and metric names."""
     if entry.attack == "blackbox":
@@ -196,6 +220,15 @@ def run_attack(task: Task, inputs: dict[str, Result], progress: Progress) -> Res
     """One attack on the target or the control; AUC, balanced accuracy and TPR at low FPR from its scores."""
     started = time.time()
     train, split = study_data(task)
+    if _entry(task).attack == "shapr":
+        leakage = _shapr(task, train, split)
+        metrics = leakage_metrics(leakage, len(split.nonmembers))
+        ended = time.time()
+        per_sample = pd.DataFrame({"index": split.members, "member": np.ones(len(leakage), bool), "score": leakage})
+        row = {**attack_row(task, "ok"), **metrics, "wall_time_s": ended - started}
+        progress(1)
+        logged = {k: v for k, v in metrics.items() if not np.isnan(v)}
+        return task.result("ok", row=row, metrics=logged, per_sample=per_sample, started=started, ended=ended)
     if _entry(task).attack == "lira":
         scores = _lira(task, inputs, train, split)
     else:
