@@ -244,3 +244,14 @@ def test_shapr_through_art_on_the_softmax_and_its_mean_is_a_1nn_held_out_accurac
         probs = [torch.softmax(net(torch.from_numpy(a)), 1).numpy() for a in (train[0], test[0])]
     one_nn = KNeighborsClassifier(n_neighbors=1).fit(probs[0], train[1]).score(probs[1], test[1])
     assert scores.mean() == pytest.approx(one_nn, abs=1e-5)
+
+
+def test_an_unknown_key_in_an_attack_entry_names_the_entrys_own_keys() -> None:
+    """The attacks are a union told apart by `attack`: the message lists the keys of the entry that was meant."""
+    from bridge.core.errors import ScenarioError
+    from bridge.scenario.load import load_raw
+
+    raw = {"name": "x", "membership": {"members": 50, "attacks": [{"attack": "lira", "shadow_models": 2, "foo": 1}]}}
+    with pytest.raises(ScenarioError, match=r"membership\.attacks\[0\]\.lira\.foo: unknown key; allowed: attack, "
+                                            r"variant, shadow_models$"):  # fmt: skip
+        load_raw(raw)

@@ -52,21 +52,31 @@ def _path(loc: tuple) -> str:
     return out or "(top level)"
 
 
+def _models_in(annotation: Any) -> list[type[BaseModel]]:
+    """The config classes an annotation can hold: through Optional, list, Annotated and unions."""
+    if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+        return [annotation]
+    if typing.get_origin(annotation) is typing.Annotated:
+        return _models_in(typing.get_args(annotation)[0])
+    if typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
+        return [m for a in typing.get_args(annotation) for m in _models_in(a)]
+    return []
+
+
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
-    """The keys allowed at `loc` (the parent of an unknown key), found by walking the schema."""
-    node: Any = model
+    """The keys allowed at `loc` (the parent of an unknown key), found by walking the schema. In a union of
+    configs (e.g. membership attacks, told apart by `attack`), pydantic names the member it tried: its tag."""
+    nodes: list[type[BaseModel]] = [model]
     for part in loc:
         if isinstance(part, int):
             continue
-        annotation = node.model_fields[part].annotation
-        for _ in range(3):  # unwrap Optional[...] and list[...]
-            args = [a for a in typing.get_args(annotation) if a is not type(None)]
-            if isinstance(annotation, type) and issubclass(annotation, BaseModel) or not args:
-                break
-            if typing.get_origin(annotation) in (list, typing.Union, types.UnionType):
-                annotation = args[0]
-        node = annotation
-    return list(node.model_fields)
+        fields = [n.model_fields[part].annotation for n in nodes if part in n.model_fields]
+        if fields:
+            nodes = _models_in(fields[0])
+        else:  # a union member's tag: the class whose Literal field holds it, or its class name
+            nodes = [n for n in nodes if part == n.__name__ or any(
+                part in typing.get_args(f.annotation) for f in n.model_fields.values())] or nodes  # fmt: skip
+    return list(nodes[0].model_fields)
 
 
 def _pydantic_message(err: ValidationError) -> str:
