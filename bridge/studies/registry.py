@@ -16,9 +16,7 @@ from bridge.studies.inversion.kind import INVERSION
 from bridge.studies.membership.kind import MEMBERSHIP
 from bridge.studies.patch.kind import PATCH
 
-KINDS: dict[str, StudyKind] = {
-    kind.name: kind for kind in (EVASION, EXTRACTION, MEMBERSHIP, INVERSION, PATCH)
-}
+KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (EVASION, EXTRACTION, MEMBERSHIP, INVERSION, PATCH)}
 
 
 def run_task(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:

@@ -51,6 +51,17 @@ class Check:
         return self
 
 
+CHECK_COLUMNS = ["name", "question", "status", "cells", "detail", "model"]
+
+
+def checks_per_model(table: pd.DataFrame, by: str, checks: Callable[[pd.DataFrame], list[Check]]) -> pd.DataFrame:
+    """A study kind's checks on its table: `checks` of each group of rows with the same `by` (the model the
+    checks judge), one row per check with that model in `model`."""
+    frames = [pd.DataFrame([vars(c) for c in checks(rows)]).assign(model=model)
+              for model, rows in table.groupby(by, sort=False)]  # fmt: skip
+    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=CHECK_COLUMNS)
+
+
 def _tol(outcomes: list[Outcome]) -> float:
     """One sample's worth of accuracy: random starts may move a result by that much."""
     n = max((len(o.per_sample) for o in outcomes if o.per_sample is not None), default=1)

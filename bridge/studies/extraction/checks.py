@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bridge.studies.evasion.checks import Check
+from bridge.studies.evasion.checks import Check, checks_per_model
 from bridge.studies.extraction.metrics import tolerance
 
 BASELINE = "true_labels"  # the attack column of the baseline's rows
@@ -48,9 +48,4 @@ def queries_match_budget(rows: pd.DataFrame) -> Check:
 
 def run_checks(table: pd.DataFrame) -> pd.DataFrame:
     """Every check per model: name, question, status, cells, detail, model."""
-    frames = []
-    for model, rows in table.groupby("model", sort=False):
-        checks = [not_below_true_labels(rows), queries_match_budget(rows)]
-        frames.append(pd.DataFrame([vars(c) for c in checks]).assign(model=model))
-    columns = ["name", "question", "status", "cells", "detail", "model"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return checks_per_model(table, "model", lambda rows: [not_below_true_labels(rows), queries_match_budget(rows)])

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pandas as pd
 
-from bridge.studies.evasion.checks import Check
+from bridge.studies.evasion.checks import Check, checks_per_model
 
 
 def _curves(rows: pd.DataFrame) -> list[tuple[str, pd.DataFrame]]:
@@ -62,9 +62,4 @@ def beats_noise(rows: pd.DataFrame) -> Check:
 
 def run_checks(table: pd.DataFrame) -> pd.DataFrame:
     """Every check per source model: name, question, status, cells, detail, model."""
-    frames = []
-    for model, rows in table.groupby("source", sort=False):
-        checks = [grows_with_scale(rows), beats_noise(rows)]
-        frames.append(pd.DataFrame([vars(c) for c in checks]).assign(model=model))
-    columns = ["name", "question", "status", "cells", "detail", "model"]
-    return pd.concat(frames, ignore_index=True) if frames else pd.DataFrame(columns=columns)
+    return checks_per_model(table, "source", lambda rows: [grows_with_scale(rows), beats_noise(rows)])
