@@ -15,8 +15,11 @@ from bridge.studies.extraction.kind import EXTRACTION
 from bridge.studies.inversion.kind import INVERSION
 from bridge.studies.membership.kind import MEMBERSHIP
 from bridge.studies.patch.kind import PATCH
+from bridge.studies.poisoning.kind import POISONING
 
-KINDS: dict[str, StudyKind] = {kind.name: kind for kind in (EVASION, EXTRACTION, MEMBERSHIP, INVERSION, PATCH)}
+KINDS: dict[str, StudyKind] = {
+    kind.name: kind for kind in (EVASION, EXTRACTION, MEMBERSHIP, INVERSION, POISONING, PATCH)
+}
 
 
 def run_task(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:
