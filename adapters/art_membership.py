@@ -9,6 +9,7 @@ with the task's seed. The bridge computes every metric from the scores returned 
 
 from __future__ import annotations
 
+import copy
 import functools
 from typing import Any
 
@@ -18,6 +19,7 @@ from torch import nn
 
 from adapters.art_adapter import pytorch_classifier
 from bridge.models.adversarial_training import seeded_numpy
+from bridge.models.training import SCHEDULES, make_optimizer
 
 
 def estimator(net: nn.Module, input_shape: tuple[int, ...], n_classes: int, bounds: tuple[float, float],
@@ -104,6 +106,49 @@ def shapr_scores(net: nn.Module, input_shape: tuple[int, ...], n_classes: int, b
               knn_metric=knn_metric),  # None: KNeighborsClassifier()'s default metric (minkowski, p=2: Euclidean)
         np.float64,
     ).ravel()  # fmt: skip
+
+
+def pdtp_scores(net: nn.Module, template: nn.Module, input_shape: tuple[int, ...], n_classes: int,
+                bounds: tuple[float, float], device: torch.device,
+                cases: list[tuple[np.ndarray, np.ndarray, np.ndarray]], cfg: Any, training: Any,
+                seed: int) -> np.ndarray:  # fmt: skip
+    """ART's PDTP of each case (x, y, indexes): for each sample `indexes` of x, ART resets `template` (an untrained
+    copy of `net`'s architecture), trains it on x without that sample, `cfg.num_iter` times, and compares its binned
+    probabilities on x with `net`'s (trained by the bridge on x). Returns (n, 3): per sample, ART's average, worst
+    and standard deviation over the retrainings.
+
+    ART's `fit(x, y)` gets the bridge's `training` written out: its epochs, batch size, optimizer (state and
+    learning rate restored before every retraining: ART's `reset` re-initialises the weights only), a fresh lr
+    schedule stepped per epoch, the loss with its label smoothing, and the bridge's drop of a last batch of one.
+    Not the bridge's random draws: ART's initialisation (`reset_parameters`) and shuffle come from torch's global
+    generators, seeded with `seed` and restored after (the options ART's loop lacks are refused before:
+    `pdtp_unsupported`)."""
+    from art.metrics.privacy.membership_leakage import PDTP, ComparisonType
+
+    target = estimator(net, input_shape, n_classes, bounds, device)
+    optimizer = make_optimizer(template.parameters(), training)
+    fresh = copy.deepcopy(optimizer.state_dict())
+    extra = pytorch_classifier(template, input_shape, n_classes, (float(bounds[0]), float(bounds[1])), device,
+                               loss=nn.CrossEntropyLoss(label_smoothing=training.label_smoothing),
+                               optimizer=optimizer)  # fmt: skip
+    fit = extra.fit
+
+    def retrain(x: np.ndarray, y: np.ndarray) -> None:  # what PDTP calls after extra.reset()
+        optimizer.load_state_dict(fresh)
+        fit(x, y, batch_size=training.batch_size, nb_epochs=training.epochs, training_mode=True,
+            drop_last=len(x) > 1 and len(x) % training.batch_size == 1,
+            scheduler=SCHEDULES[training.schedule](optimizer, training), verbose=False)  # fmt: skip
+
+    extra.fit = retrain
+    comparison = {"ratio": ComparisonType.RATIO, "difference": ComparisonType.DIFFERENCE}[cfg.comparison_type]
+    cuda = [device] if device.type == "cuda" else []
+    with seeded_numpy(seed), torch.random.fork_rng(devices=cuda):  # torch's global generators restored after
+        torch.manual_seed(seed)
+        return np.concatenate([
+            np.stack(PDTP(target_estimator=target, extra_estimator=extra, x=x, y=y, indexes=indexes,
+                          num_iter=cfg.num_iter, comparison_type=comparison), axis=1)
+            for x, y, indexes in cases
+        ]).astype(np.float64)  # fmt: skip
 
 
 def _member_probability(inferred: np.ndarray) -> np.ndarray:

@@ -15,7 +15,7 @@ from bridge.studies.evasion.checks import Check
 from bridge.studies.membership.roc import LEVELS, NULL_SES, chance_tolerance, roc
 
 METRICS = ["auc", "balanced_accuracy", *LEVELS, "fpr_floor", "n_members", "n_nonmembers"]
-LEAKAGE = ["leakage_mean", "leakage_max", "leaking_share"]  # SHAPr's row (ART's per-member leakage)
+LEAKAGE = ["leakage_mean", "leakage_max", "leaking_share"]  # SHAPr's and PDTP's rows (ART's per-member leakage)
 TABLE_COLUMNS = ["model", "defence", "dataset", "attack", "toolkit", "evaluated_on", "shadow_models", "status",
                  *METRICS, *LEAKAGE, "wall_time_s", "run_id"]  # fmt: skip
 MODEL_COLUMNS = ["model", "defence", "role", "n_train", "train_accuracy", "member_accuracy", "nonmember_accuracy",
@@ -39,7 +39,16 @@ LEGEND = (
     "own (empty for the attacks); n_nonmembers is the held-out set it is computed against. ART's values are a 1-NN's "
     "Shapley values, so leakage_mean is that 1-NN's accuracy on the held-out set (it tracks utility as much as "
     "leakage): leakage_max and leaking_share, and the per-member scores, are the per-sample signal. On the control, "
-    "which never saw the members, the same samples give the scores of samples a model did not train on."
+    "which never saw the members, the same samples give the scores of samples a model did not train on. "
+    "pdtp-ratio and pdtp-difference are ART's PDTP (Long et al. 2017, toolkit art), also a per-member leakage row: "
+    "for each of `samples` members (drawn with the seed; n_members) ART retrains the target's architecture without "
+    "it, num_iter times, through its own loop with the target's optimizer, schedule, loss, epochs and batch size "
+    "but its own initialisation and shuffle, and takes the largest ratio (either way) or difference of the two "
+    "models' output probabilities in bins of 0.01, over every training sample and class (ratio 1, difference 0: "
+    "nothing moved); each member's score is the average over the retrainings, leaking_share the share above 1 "
+    "(ratio) or 0 (difference). On the control each member is added to the control's training set and removed "
+    "again, so ART retrains on exactly the control's data: the control's values are what retraining alone moves, "
+    "and a target at its control shows no leak PDTP can tell from the retraining's randomness."
 )
 
 
@@ -69,7 +78,7 @@ class Summary:
 
 
 def scored(result: Result) -> bool:
-    """Whether an attack result has membership scores with an ROC (SHAPr's leakage rows have none)."""
+    """Whether an attack result has membership scores with an ROC (SHAPr's and PDTP's leakage rows have none)."""
     return pd.notna(result.row.get("auc"))
 
 
@@ -114,7 +123,7 @@ def control_checks(attacks: list[Result], control: bool) -> pd.DataFrame:
 
 def roc_plot(attacks: list[Result], title: str) -> Figure:
     """A log-log ROC, one line per attack: solid on the target, dashed (same colour) on the control (rows without
-    an ROC, SHAPr's, left out)."""
+    an ROC, SHAPr's and PDTP's, left out)."""
     import matplotlib.pyplot as plt
 
     attacks = [r for r in attacks if scored(r)]

@@ -10,6 +10,7 @@ membership:
     - {attack: shadow, shadow_models: 3, model_type: rf}     # ART ShadowModels + MembershipInferenceBlackBox
     - {attack: lira, shadow_models: 8, variant: online}      # the bridge's own (online | offline)
     - {attack: shapr, knn_metric: null}                      # ART's SHAPr: per-member leakage, no ROC
+    - {attack: pdtp, samples: 10, num_iter: 10, comparison_type: ratio}  # ART's PDTP: retrains per member, no ROC
   control: true                   # every attack also on a model that never saw the members
 ```
 """
@@ -18,12 +19,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from pydantic import Field, PositiveInt, ValidationError, field_validator
+from pydantic import Field, PositiveInt, ValidationError, field_validator, model_validator
 
 from bridge.core.errors import first_error
 from bridge.core.schema import Strict
 from bridge.defences.grid import NONE, TrainingDefence, model_of
 from bridge.models.config import ModelConfig
+from bridge.models.training import TrainingConfig
 
 
 class Gap(Strict):
@@ -83,7 +85,27 @@ class Shapr(Strict):
     knn_metric: Literal["minkowski", "euclidean", "manhattan", "chebyshev", "cosine"] | None = None  # None: sklearn's
 
 
-AttackEntry = Annotated[Gap | BlackBox | Shadow | Lira | Shapr, Field(discriminator="attack")]
+class Pdtp(Strict):
+    """ART's PDTP (art.metrics.privacy.PDTP, Long et al. 2017): a per-member leakage score, not a membership attack.
+    For each scored member ART retrains an untrained copy of the target on its training set without that member and
+    compares the two models' output probabilities, binned by ART in 100 bins of 0.01 (fixed: ART has no bin
+    parameter): the largest ratio (either way) or absolute difference over every training sample and class,
+    averaged over `num_iter` retrainings. One retraining per scored member and iteration, each the target's whole
+    training: only `samples` members (drawn with the study's seed) are scored, at samples * num_iter trainings per
+    role. Its row has leakage columns and no ROC."""
+
+    attack: Literal["pdtp"]
+    samples: PositiveInt = 10  # members scored (ART's `indexes`), drawn with the study's seed
+    num_iter: PositiveInt = 10  # retrainings per scored member, averaged (ART's default)
+    comparison_type: Literal["ratio", "difference"] = "ratio"  # ART's ComparisonType (its default: ratio)
+
+    @property
+    def unchanged(self) -> float:
+        """The value of a retraining that moved no binned probability: a score above it counts as a leak."""
+        return 1.0 if self.comparison_type == "ratio" else 0.0
+
+
+AttackEntry = Annotated[Gap | BlackBox | Shadow | Lira | Shapr | Pdtp, Field(discriminator="attack")]
 
 
 class Members(Strict):
@@ -97,6 +119,14 @@ class Members(Strict):
 class MembershipConfig(Members):
     attacks: list[AttackEntry] = Field(min_length=1)
     control: bool = True  # every attack also on an independently trained model that never saw members nor non-members
+
+    @model_validator(mode="after")
+    def _samples_among_members(self) -> MembershipConfig:
+        for i, entry in enumerate(self.attacks):
+            if isinstance(entry, Pdtp) and entry.samples > self.members:
+                raise ValueError(f"attacks[{i}].pdtp.samples: {entry.samples} scored members, more than the "
+                                 f"{self.members} members; at most {self.members}")  # fmt: skip
+        return self
 
 
 # The scenario keys of the membership study: name -> (annotation, default).
@@ -113,6 +143,19 @@ def target_model(cfg: ModelConfig, defence: Any, overrides: dict[str, Any]) -> M
     except ValidationError as e:
         raise ValueError(f"membership.target_training: {first_error(e)}") from None
     return target.model_copy(update={"name": cfg.name})
+
+
+def pdtp_unsupported(training: TrainingConfig) -> str | None:
+    """Why ART's retraining (PDTP's) cannot repeat the target's `training`, or None. ART's loop takes the optimizer,
+    schedule, loss (label smoothing), epochs and batch size the bridge gives it; none of these options."""
+    used = [name for name, on in (("augment", training.augment != "none"),
+                                  ("gaussian_augmentation", training.gaussian_augmentation > 0),
+                                  ("mixup", training.mixup > 0), ("cutmix", training.cutmix > 0),
+                                  ("adversarial", training.adversarial is not None), ("dp", training.dp is not None),
+                                  ("early_stopping", training.early_stopping is not None)) if on]  # fmt: skip
+    if not used:
+        return None
+    return f"PDTP retrains the target through ART's training loop, which has no {', '.join(used)}"
 
 
 def unsupported(cfg: ModelConfig, defence: Any) -> str | None:

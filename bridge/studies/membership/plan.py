@@ -10,7 +10,7 @@ from bridge.defences.grid import NONE, parse_entry
 from bridge.engine.recipe import Recipe
 from bridge.engine.task import Task
 from bridge.models.config import ModelConfig
-from bridge.studies.membership.config import Members, unsupported
+from bridge.studies.membership.config import Members, pdtp_unsupported, target_model, unsupported
 from bridge.studies.membership.run import attack_label
 
 STUDY = "membership"
@@ -33,10 +33,9 @@ def tasks(scenario: Any, recipes: list[Recipe]) -> tuple[list[Task], dict]:
     rows: list[dict[str, Any]] = []
     for recipe in recipes:
         defence = NONE if recipe.defence == NONE else parse_entry(recipe.defence)
-        if why := unsupported(ModelConfig.model_validate(recipe.model), defence):
-            rows += [{"row": {"model": recipe.name, "defence": recipe.defence_name, "dataset": recipe.data["dataset"],
-                              "attack": name, "evaluated_on": role, "status": f"unsupported: {why}"}}
-                     for name in names for role in roles]  # fmt: skip
+        model = ModelConfig.model_validate(recipe.model)
+        if why := unsupported(model, defence):
+            rows += [_unsupported(recipe, name, role, why) for name in names for role in roles]
             continue
         models = {role: Task(STUDY, "model", recipe, {"membership": common, "role": role},
                              f"membership {role} | {recipe.name}", keep=True) for role in roles}  # fmt: skip
@@ -47,7 +46,11 @@ def tasks(scenario: Any, recipes: list[Recipe]) -> tuple[list[Task], dict]:
             if key is not None and key not in shadows:
                 shadows[key] = [_shadow(recipe, common, *key, i) for i in range(key[1])]
                 out += shadows[key]
+        training = target_model(model, defence, cfg.target_training).training
         for entry, name in zip(cfg.attacks, names, strict=True):
+            if entry.attack == "pdtp" and (why := pdtp_unsupported(training)):
+                rows += [_unsupported(recipe, name, role, why) for role in roles]
+                continue
             for role in roles:
                 needs = [models[role]]
                 if entry.attack == "lira":
@@ -59,6 +62,12 @@ def tasks(scenario: Any, recipes: list[Recipe]) -> tuple[list[Task], dict]:
                 out.append(task)
                 rows.append({"task": task.key})
     return out, {"rows": rows, "scenario": scenario.name, "control": cfg.control}
+
+
+def _unsupported(recipe: Recipe, attack: str, role: str, why: str) -> dict[str, Any]:
+    """The row of an attack that cannot run on a victim, and why."""
+    return {"row": {"model": recipe.name, "defence": recipe.defence_name, "dataset": recipe.data["dataset"],
+                    "attack": attack, "evaluated_on": role, "status": f"unsupported: {why}"}}  # fmt: skip
 
 
 def _shadow(recipe: Recipe, common: dict[str, Any], variant: str, count: int, index: int) -> Task:

@@ -2,8 +2,8 @@
 
 `model`: the target (trained on exactly the members) or the control (trained on samples outside the pool), its
 logits on the pool kept for LiRA. `shadow`: one of LiRA's shadow models, its logits on the pool. `attack`: one
-attack on the target or the control, scored on the evaluated halves; the bridge's metrics from its scores (SHAPr,
-ART's per-member leakage, scores every member instead and has leakage columns in place of the ROC's).
+attack on the target or the control, scored on the evaluated halves; the bridge's metrics from its scores (SHAPr
+and PDTP, ART's per-member leakage, score members only and have leakage columns in place of the ROC's).
 Every model is trained through `build_model`, so a repeated or resumed study loads it from the model cache.
 """
 
@@ -186,15 +186,60 @@ def _shapr(task: Task, train: Dataset, split: splits.Split) -> np.ndarray:
                             (x[members], y[members]), (x[held_out], y[held_out]), _entry(task).knn_metric)  # fmt: skip
 
 
-def leakage_metrics(scores: np.ndarray, n_held_out: int) -> dict[str, float]:
-    """SHAPr's row: mean and max leakage over the members, the share of members above 0 (leaking, ART says); no ROC
-    (AUC, TPR, FPR floor NaN): SHAPr scores members only."""
+def pdtp_cases(x: np.ndarray, y: np.ndarray, indices: np.ndarray, scored: np.ndarray,
+               role: str) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:  # fmt: skip
+    """ART's PDTP inputs (x, y, indexes) for the `scored` samples (indices into x; ART's values come in their order)
+    on a model trained on x[indices]. The target trained on them: one case, its training set and their positions in
+    it. The control did not: one case per sample, appended to its training set, which ART removes again and so
+    retrains on exactly the control's data."""
+    if role == "target":
+        position = {int(i): p for p, i in enumerate(indices)}
+        return [(x[indices], y[indices], np.array([position[int(i)] for i in scored]))]
+    return [(x[np.append(indices, i)], y[np.append(indices, i)], np.array([len(indices)])) for i in scored]
+
+
+def _pdtp(task: Task, train: Dataset, split: splits.Split) -> tuple[np.ndarray, np.ndarray]:
+    """ART's PDTP of `samples` members (drawn with the study's seed) on the model of the task's role: their
+    train-split indices and (n, 3) values (average, worst, std over ART's retrainings). On the target ART retrains
+    on the members without each one; on the control, on exactly the control's training set (`pdtp_cases`): the
+    member never counted, so the control's value is what retraining alone moves (the baseline)."""
+    art = importlib.import_module("adapters.art_membership")
+    cfg, entry = section(task), _entry(task)
+    (net, _), indices = _role_model(task, train, split)
+    seed = task.recipe.seed if cfg.seed is None else cfg.seed
+    scored = split.members[splits.pdtp_members(split, entry.samples, seed)]
+    cases = pdtp_cases(train.x.numpy(), train.y.numpy(), indices, scored, task.params["role"])
+    model = model_config(task.recipe, cfg.target_training)
+    shape, k, device = train.input_shape, train.n_classes, resolve_device(task.recipe.device)
+    template = build(model.arch, shape, k, model.dropout, model.options).to(device)
+    values = art.pdtp_scores(net, template, shape, k, train.bounds, device, cases, entry, model.training,
+                             splits.art_rng_seed(seed))  # fmt: skip
+    return scored, values
+
+
+def leakage_metrics(scores: np.ndarray, n_held_out: float, unchanged: float) -> dict[str, float]:
+    """A per-member leakage row (SHAPr's, PDTP's): mean and max leakage over the members scored, the share above
+    `unchanged` (the value of no leak: 0 for SHAPr, ART says; PDTP's no-change value); no ROC (AUC, TPR, FPR floor
+    NaN): these score members only. `n_held_out`: the non-members SHAPr is computed against (NaN for PDTP)."""
     scores = np.asarray(scores, np.float64)
     nan = float("nan")
     return {"auc": nan, "balanced_accuracy": nan, **dict.fromkeys(LEVELS, nan), "fpr_floor": nan,
             "n_members": float(len(scores)), "n_nonmembers": float(n_held_out),
             "leakage_mean": float(scores.mean()), "leakage_max": float(scores.max()),
-            "leaking_share": float((scores > 0).mean())}  # fmt: skip
+            "leaking_share": float((scores > unchanged).mean())}  # fmt: skip
+
+
+def _leakage(task: Task, train: Dataset, split: splits.Split) -> tuple[dict[str, float], pd.DataFrame]:
+    """A leakage row's metrics and per-member scores (`score`; PDTP adds ART's `worst` and `std`)."""
+    entry = _entry(task)
+    if entry.attack == "shapr":
+        index, scores = split.members, {"score": _shapr(task, train, split)}
+        metrics = leakage_metrics(scores["score"], len(split.nonmembers), 0.0)
+    else:
+        index, values = _pdtp(task, train, split)
+        scores = {"score": values[:, 0], "worst": values[:, 1], "std": values[:, 2]}
+        metrics = leakage_metrics(scores["score"], float("nan"), entry.unchanged)
+    return metrics, pd.DataFrame({"index": index, "member": np.ones(len(index), bool), **scores})
 
 
 def attack_label(entry: Any) -> str:
@@ -205,6 +250,8 @@ def attack_label(entry: Any) -> str:
         return f"shadow-{entry.model_type}-{entry.shadow_models}"
     if entry.attack == "lira":
         return f"lira-{entry.variant}-{entry.shadow_models}"
+    if entry.attack == "pdtp":
+        return f"pdtp-{entry.comparison_type}"
     return entry.attack
 
 
@@ -217,14 +264,13 @@ def attack_row(task: Task, status: str) -> dict[str, Any]:
 
 
 def run_attack(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:
-    """One attack on the target or the control; AUC, balanced accuracy and TPR at low FPR from its scores."""
+    """One attack on the target or the control; AUC, balanced accuracy and TPR at low FPR from its scores (SHAPr's
+    and PDTP's leakage columns instead)."""
     started = time.time()
     train, split = study_data(task)
-    if _entry(task).attack == "shapr":
-        leakage = _shapr(task, train, split)
-        metrics = leakage_metrics(leakage, len(split.nonmembers))
+    if _entry(task).attack in ("shapr", "pdtp"):
+        metrics, per_sample = _leakage(task, train, split)
         ended = time.time()
-        per_sample = pd.DataFrame({"index": split.members, "member": np.ones(len(leakage), bool), "score": leakage})
         row = {**attack_row(task, "ok"), **metrics, "wall_time_s": ended - started}
         progress(1)
         logged = {k: v for k, v in metrics.items() if not np.isnan(v)}

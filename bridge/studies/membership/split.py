@@ -15,7 +15,7 @@ import torch
 
 from bridge.data.dataset import Dataset
 
-_MEMBERS, _SHADOWS, _ART = 0, 1, 2  # streams of the study's seed
+_MEMBERS, _SHADOWS, _ART, _PDTP = 0, 1, 2, 3  # streams of the study's seed
 
 
 @dataclass(frozen=True)
@@ -71,6 +71,12 @@ def shadow_sets(split: Split, variant: str, count: int, seed: int) -> list[np.nd
     attacker = split.attacker
     size = min(len(split.members), len(attacker))
     return [np.sort(rng.choice(attacker, size=size, replace=False)) for _ in range(count)]
+
+
+def pdtp_members(split: Split, samples: int, seed: int) -> np.ndarray:
+    """The positions among the members of the `samples` members PDTP scores (it retrains once per member)."""
+    rng = np.random.default_rng([seed, _PDTP])
+    return np.sort(rng.choice(len(split.members), size=samples, replace=False))
 
 
 def art_rng_seed(seed: int) -> int:
