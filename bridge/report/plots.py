@@ -13,70 +13,10 @@ from typing import Any  # noqa: E402
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 import pandas as pd  # noqa: E402
-import torch  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from matplotlib.lines import Line2D  # noqa: E402
 from matplotlib.text import Annotation  # noqa: E402
-
-
-def _hwc(t: torch.Tensor) -> np.ndarray:
-    """NCHW -> NHWC with 3 channels (grayscale repeated), for one RGB mosaic."""
-    a = t.detach().cpu().float().numpy().transpose(0, 2, 3, 1)
-    return np.repeat(a, 3, axis=3) if a.shape[3] == 1 else a
-
-
-def sample_grid(
-    x: torch.Tensor,
-    x_adv: torch.Tensor,
-    y: torch.Tensor,
-    clean_pred: torch.Tensor,
-    adv_pred: torch.Tensor,
-    bounds: tuple[float, float],
-    n: int = 8,
-) -> Figure:
-    """Rows: clean (label, prediction), adversarial (prediction, red when fooled), perturbation amplified.
-
-    Drawn as one mosaic on one axes: a figure of many small axes costs seconds per cell to lay out.
-    """
-    n = min(n, len(x))
-    lo, hi = bounds
-    clean = (_hwc(x[:n]) - lo) / (hi - lo)
-    adv = (_hwc(x_adv[:n]) - lo) / (hi - lo)
-    delta = _hwc(x_adv[:n] - x[:n])
-    scale = np.abs(delta).reshape(n, -1).max(1).clip(min=1e-12)[:, None, None, None]
-    amplified = 0.5 + 0.5 * delta / scale
-    h, w = clean.shape[1:3]
-    pad = max(1, h // 8)
-    mosaic = np.ones((3 * (h + pad) + pad, n * (w + pad) + pad, 3))
-    for i, row in enumerate((clean, adv, amplified)):
-        for j in range(n):
-            top, left = pad + i * (h + pad), pad + j * (w + pad)
-            mosaic[top : top + h, left : left + w] = row[j].clip(0, 1)
-    fig, ax = plt.subplots(figsize=(1.1 * n + 1.2, 4.0))
-    ax.imshow(mosaic, interpolation="nearest")
-    ax.set_xticks([pad + j * (w + pad) + w / 2 for j in range(n)])
-    ax.set_xticklabels([f"y={int(y[j])}" for j in range(n)], fontsize=7)
-    ax.set_yticks([pad + i * (h + pad) + h / 2 for i in range(3)])
-    ax.set_yticklabels(["clean", "adversarial", "perturbation"], fontsize=8)
-    ax.tick_params(length=0)
-    for j in range(n):
-        left = pad + j * (w + pad)
-        fooled = int(adv_pred[j]) != int(y[j])
-        ax.text(left, pad - 0.6, f"p={int(clean_pred[j])}", fontsize=6, va="bottom")
-        ax.text(
-            left,
-            2 * pad + h - 0.6,
-            f"p={int(adv_pred[j])}",
-            fontsize=6,
-            va="bottom",
-            color="red" if fooled else "black",
-        )
-        amp = 0.5 / float(scale[j, 0, 0, 0])
-        ax.text(left, 3 * pad + 2 * h - 0.6, f"x{amp:.0f}" if amp < 1e11 else "none", fontsize=6, va="bottom")
-    ax.set_title("p = prediction; perturbation amplified to the full range", fontsize=8)
-    return fig
-
 
 _HOLLOW = {"markerfacecolor": "none", "markeredgewidth": 1.6}  # hollow markers show smaller ones inside them
 _TOOLKIT_STYLES = {

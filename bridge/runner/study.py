@@ -4,7 +4,8 @@
 2. The parent run: a new one, or (`resume`) an unfinished one whose finished tasks are reused, not recomputed.
    Parents left RUNNING by a dead driver are ended KILLED first.
 3. The driver builds every victim a pending task needs (training zoo models once, here), then an executor runs the
-   tasks whose inputs are ready; each result is recorded as a child run the moment it arrives.
+   tasks whose inputs are ready; each result is handed to a writer thread (`recorder`) the moment it arrives and
+   recorded as a child run while the next task runs.
 4. Every kind aggregates from the results (reused ones as read back from the store): tables, plots, checks.
 """
 
@@ -30,6 +31,7 @@ from bridge.runner import inputs, resume
 from bridge.runner.aggregate import every_cell_failed, study_checks, study_table, write_report
 from bridge.runner.preflight import Inputs, preflight
 from bridge.runner.progress import StudyProgress
+from bridge.runner.recorder import Recorder
 from bridge.scenario.load import Plan, load, load_raw
 from bridge.studies.registry import KINDS, run_task
 
@@ -172,7 +174,7 @@ class Study:
         results: dict[str, Result] = {}
         waiting = list(pending)
         by_key = {t.key: t for t in pending}
-        with StudyProgress(pending, self.progress) as bar:
+        with StudyProgress(pending, self.progress) as bar, Recorder() as recorder:
             executor = self._executor(bar, _context(store.uri, victims))
             try:
                 while True:
@@ -181,9 +183,11 @@ class Study:
                         executor.submit(task, {d: results.get(d) or reused[d] for d in task.depends})
                     if not executor.busy:
                         break
-                    result = self._record(store, parent_id, by_key, executor.next())
+                    result = executor.next()
+                    task = by_key[result.key]
+                    recorder.submit(self._record(store, parent_id, task, result))
                     results[result.key] = result
-                    bar.finish(by_key[result.key], result)
+                    bar.finish(task, result)
             finally:
                 executor.close()
         assert not waiting, f"tasks whose inputs never came: {[t.label for t in waiting]}"
@@ -196,19 +200,23 @@ class Study:
 
         return RayExecutor(run_task, bar.advance, self.connection, context)
 
-    def _record(self, store: Store, parent_id: str, by_key: dict[str, Task], result: Result) -> Result:
-        """`result` as a child run of the study (a skipped task leaves none), and a line for what did not run."""
-        task = by_key[result.key]
+    def _record(self, store: Store, parent_id: str, task: Task, result: Result) -> Callable[[], None]:
+        """A line for what did not run, now; and what writes `result` as a child run of the study (a skipped task
+        leaves none), for the writer thread."""
         kind = KINDS[task.study]
         if not result.row:  # a worker that died returns no row
             result.row = kind.row(task, result.status)
-        if result.state != "skipped":
-            params, tags = kind.child(task, result)
-            result.run_id = store.record(parent_id, task, result, params, {**tags, "scenario": self.plan.scenario.name})
-        result.files = {}  # recorded; the images need not stay in memory
         if result.state in ("failed", "unsupported"):
             self.log(f"{result.state}: {task.label}: {result.status.split(': ', 1)[-1]}")
-        return result
+        tags = {"scenario": self.plan.scenario.name}
+
+        def write() -> None:
+            if result.state != "skipped":
+                params, own = kind.child(task, result)
+                result.run_id = store.record(parent_id, task, result, params, {**own, **tags})
+            result.files = {}  # recorded; the images need not stay in memory
+
+        return write
 
     def _aggregate(
         self, store: Store, parent_id: str, tasks: list[Task], metas: dict[str, Any], results: dict[str, Result]

@@ -17,7 +17,7 @@ from bridge.engine.result import Result
 from bridge.engine.task import Task
 from bridge.engine.victim import Victim
 from bridge.models.shared import SharedModel
-from bridge.report import plots
+from bridge.report.grid import sample_grid
 from bridge.studies.evasion.analysis import Outcome, median_distance
 from bridge.studies.evasion.cell import attack, make_targets, measure
 from bridge.studies.evasion.checks import model_checks
@@ -70,8 +70,8 @@ def run_attack(task: Task, victim: Victim, inputs: dict[str, Result], progress: 
         arrays["x_adv"] = _numpy(m.x_adv)
         if m.targets is not None:
             arrays["targets"] = _numpy(m.targets)
-    grid = plots.sample_grid(victim.x, m.x_adv, victim.y, victim.clean_pred, m.adv_pred, victim.model.bounds)
-    files = {"samples.png": plots.png(grid), "translation.json": _json(translation.as_dict())}
+    grid = sample_grid(victim.x, m.x_adv, victim.y, victim.clean_pred, m.adv_pred, victim.model.bounds)
+    files = {"samples.png": grid, "translation.json": _json(translation.as_dict())}
     if task.params.get("export") == "npz":
         files[EXAMPLES_FILE] = examples_npz(_numpy(m.x_adv), m.per_sample)
     return task.result("ok", row=row, metrics=_compared(m.metrics), per_sample=m.per_sample, arrays=arrays, files=files,
@@ -127,8 +127,8 @@ def run_surrogate(task: Task, victim: Victim, inputs: dict[str, Result], progres
     metrics = {**result.metrics, "wall_time_s": cost["wall_time_s"], "samples_per_s": cost["samples_per_s"]}
     if spec.kind == "minimum":
         metrics["median_distance"] = median_distance(Outcome(spec, {}, result.per_sample))
-    grid = plots.sample_grid(victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, model.bounds)
-    files = {"samples.png": plots.png(grid), "translation.json": _json(translation.as_dict())}
+    grid = sample_grid(victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, model.bounds)
+    files = {"samples.png": grid, "translation.json": _json(translation.as_dict())}
     return task.result("ok", row={**row, **metrics}, metrics=_compared(metrics), per_sample=result.per_sample,
                        files=files, started=started, ended=started + cost["wall_time_s"])  # fmt: skip
 
