@@ -58,19 +58,26 @@ def direct(
     return torch.cat([pgd(x[i : i + batch], y[i : i + batch]) for i in range(0, len(x), batch)])
 
 
-def bridged(toolkit: str, model, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int) -> torch.Tensor:
+def bridged(
+    toolkit: str, model, x: torch.Tensor, y: torch.Tensor, steps: int, batch: int, eps: float = EPS, step: float = STEP
+) -> torch.Tensor:
+    """PGD linf without random start through the evasion cell's call, as a study makes it."""
     from bridge.attacks.adapter import get_adapter
     from bridge.attacks.spec import resolve_attack
     from bridge.studies.evasion.cell import attack
 
-    spec = resolve_attack({"attack": "pgd", "norm": "linf", "eps": EPS, "steps": steps, "step_size": STEP,
+    spec = resolve_attack({"attack": "pgd", "norm": "linf", "eps": eps, "steps": steps, "step_size": step,
                            "random_start": False, "toolkit": toolkit, "batch_size": batch})  # fmt: skip
     return attack(spec, get_adapter(toolkit).translate(spec, model.n_classes), model, x, y, None)[0]
 
 
 def timed(fn, *args) -> tuple[float, torch.Tensor]:
+    """Wall time of fn(*args) and its output; CUDA work queued before and by it is waited for (synchronize)."""
+    sync = torch.cuda.synchronize if torch.cuda.is_initialized() else lambda: None
+    sync()
     start = time.perf_counter()
     out = fn(*args)
+    sync()
     return time.perf_counter() - start, out
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
@@ -138,6 +139,20 @@ class Observed:
             self._budget = None
 
 
+class _ContiguousGrad(torch.autograd.Function):
+    """Identity forward; the backward hands the gradient on in the default (contiguous) layout. A channels-last
+    network (bf16 on CUDA) gives a channels-last input gradient, and a toolkit that flattens it with `.view`
+    fails (torchattacks' PGDL2: `grad.view(batch_size, -1)`). The copy is of the input's size, only when needed."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor) -> torch.Tensor:
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> torch.Tensor:
+        return grad.contiguous()
+
+
 class SharedModel(Observed, nn.Module):
     """Wraps a classifier mapping inputs in `bounds` to logits; this module is what toolkits receive.
 
@@ -175,8 +190,11 @@ class SharedModel(Observed, nn.Module):
         return next(self.net.parameters()).device
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Logits in float32 whatever the precision, so every toolkit sees the same dtype."""
+        """Logits in float32 whatever the precision, so every toolkit sees the same dtype; under bf16 the input's
+        gradient comes back in the default layout too (see `_ContiguousGrad`)."""
         if self.precision == "bf16":
+            if x.requires_grad:
+                x = _ContiguousGrad.apply(x)
             with torch.autocast(device_type=self.device.type, dtype=torch.bfloat16):
                 return self.net(x).float()
         return self.net(x)

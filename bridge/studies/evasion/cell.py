@@ -3,16 +3,19 @@ bridge from the model's own outputs (a toolkit's success flag is never read)."""
 
 from __future__ import annotations
 
+import functools
 import random
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import pandas as pd
 import torch
 
-from bridge.attacks.adapter import Translation
+from bridge.attacks.adapter import Translation, Unsupported
 from bridge.attacks.spec import AttackSpec
+from bridge.core.errors import one_line
 from bridge.engine.executors import Progress
 from bridge.models.keras import KerasModel
 from bridge.models.shared import SharedModel
@@ -51,6 +54,46 @@ class Measured:
     ended: float
 
 
+AttackRun = Callable[..., tuple[torch.Tensor, dict[str, float], float]]
+
+
+def _unsupported_unless_bf16_runs(run: AttackRun) -> AttackRun:
+    """Under precision bf16, an attack that raises is run once more with the model's forward in fp32: if it runs
+    there, the toolkit cannot run this cell in bf16 and the cell says so (`Unsupported`, naming the bf16 error; the
+    study goes on); if it fails in fp32 too, the bf16 error stands. Every catalogue attack of the three toolkits
+    runs in bf16 (docs/performance.md, GPU); a native class may not."""
+
+    @functools.wraps(run)
+    def attack(
+        spec: AttackSpec,
+        translation: Translation,
+        model: SharedModel | KerasModel,
+        x: torch.Tensor,
+        y: torch.Tensor,
+        targets: torch.Tensor | None,
+        progress: Progress | None = None,
+    ) -> tuple[torch.Tensor, dict[str, float], float]:
+        try:
+            return run(spec, translation, model, x, y, targets, progress)
+        except Unsupported:
+            raise
+        except Exception as exc:
+            if model.precision != "bf16":
+                raise
+            model.precision = "fp32"
+            try:
+                run(spec, translation, model, x, y, targets)
+            except Exception:
+                raise exc from None
+            finally:
+                model.precision = "bf16"
+            raise Unsupported(f"{spec.toolkit} {translation.native} cannot run under precision bf16 "
+                              f"({one_line(exc)}); it runs under fp32") from exc  # fmt: skip
+
+    return attack
+
+
+@_unsupported_unless_bf16_runs
 def attack(
     spec: AttackSpec,
     translation: Translation,
