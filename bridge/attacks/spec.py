@@ -85,7 +85,7 @@ class AttackSpec(Tuning):
     norm: Literal["linf", "l2", "l1", "l0"]
     eps: float | None = None
     seed: int = 0
-    batch_size: int = 128
+    batch_size: int | Literal["auto"] = 128  # auto: resolved where the cell runs (bridge/engine/batch.py)
 
     @property
     def kind(self) -> str:

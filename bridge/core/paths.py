@@ -1,7 +1,8 @@
 """advbridge's own folder on this machine: `$ADVBRIDGE_CACHE`, default `~/.cache/advbridge`.
 
-It holds the model cache (`models/`), the datasets (`data/<name>/`) and the tracebacks of unexpected errors
-(`errors/`); a study's records go to the tracking store, never here.
+It holds the model cache (`models/`), the datasets (`data/<name>/`), the batches `batch_size: auto` probed
+(`batch_sizes.json`) and the tracebacks of unexpected errors (`errors/`); a study's records go to the tracking store,
+never here.
 """
 
 from __future__ import annotations

@@ -28,7 +28,7 @@ class Recipe:
     seed: int  # selects the evaluation samples
     device: str  # as the scenario wrote it (auto, cpu, cuda:N)
     precision: str
-    batch_size: int  # of the clean predictions
+    batch_size: int  # of the predictions on the victim (`batch_size: auto`: bridge.engine.batch.DEFAULT)
     model_identity: str  # what the weights are (see bridge.models.build.model_identity)
     data_fingerprint: str  # the exact evaluation samples
     train_fingerprint: str  # the exact training samples

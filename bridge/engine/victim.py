@@ -20,6 +20,7 @@ from bridge.data.config import DataConfig
 from bridge.data.dataset import Dataset, load_split, select
 from bridge.defences.grid import DefenceEntry, entry_name, model_of, parse_entry, victim_name
 from bridge.defences.preprocessing import Defence
+from bridge.engine.batch import fixed
 from bridge.engine.recipe import NONE, Recipe
 from bridge.models.build import build_model, model_identity
 from bridge.models.config import ModelConfig
@@ -93,7 +94,7 @@ def make_recipe(scenario: Any, cfg: ModelConfig, entry: DefenceEntry, evaluation
         seed=scenario.seed,
         device=scenario.device,
         precision=scenario.precision,
-        batch_size=scenario.batch_size,
+        batch_size=fixed(scenario.batch_size),
         model_identity=model_identity(model, train, front(entry, train.input_shape)),
         data_fingerprint=evaluation.fingerprint,
         train_fingerprint=train.fingerprint,

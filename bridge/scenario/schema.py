@@ -13,6 +13,7 @@ from pydantic import BeforeValidator, Field, NonNegativeFloat, PositiveFloat, cr
 from bridge.core.schema import Name, Strict
 from bridge.data.config import DataConfig
 from bridge.defences.grid import NONE, check_entries, parse_entry
+from bridge.engine.batch import BatchSize
 from bridge.models.config import ModelConfig
 from bridge.studies.registry import KINDS
 
@@ -35,7 +36,7 @@ class ScenarioBase(Strict):
     seed: int = 0
     device: str = Field(default="auto", pattern=r"^(auto|cpu|cuda(:\d+)?)$")
     precision: Literal["fp32", "bf16"] = "fp32"  # bf16: the model's forward under autocast, for every toolkit
-    batch_size: int = Field(default=128, gt=0)
+    batch_size: BatchSize = 128  # or auto: per attack cell, the largest that fits its device (bridge/engine/batch.py)
     data: DataConfig = DataConfig()
     model: ModelConfig | None = None  # one model ...
     models: list[ModelConfig] | None = Field(default=None, min_length=1)  # ... or several, compared side by side

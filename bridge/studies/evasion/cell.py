@@ -16,6 +16,7 @@ import torch
 from bridge.attacks.adapter import Translation, Unsupported
 from bridge.attacks.spec import AttackSpec
 from bridge.core.errors import one_line
+from bridge.engine.batch import AUTO, attack_batch
 from bridge.engine.executors import Progress
 from bridge.models.keras import KerasModel
 from bridge.models.shared import SharedModel
@@ -103,12 +104,16 @@ def attack(
     targets: torch.Tensor | None,
     progress: Progress | None = None,
 ) -> tuple[torch.Tensor, dict[str, float], float]:
-    """Run the attack in batches of `spec.batch_size`; returns x_adv, its cost as counted by the bridge, and its
-    start time (epoch s). `progress(1)` after every batch."""
+    """Run the attack in batches of `spec.batch_size`; returns x_adv, its cost as counted by the bridge (with the batch
+    it ran in), and its start time (epoch s). `progress(1)` after every batch. A batch_size of `auto` is resolved
+    here, on the model's device (`bridge.engine.batch.attack_batch`), and the translation made again for it."""
     from bridge.attacks.adapter import get_adapter
 
-    seed_everything(spec.seed)
     adapter = get_adapter(spec.toolkit)
+    if spec.batch_size == AUTO:  # before the seeding: the probe's random draws do not shift the attack's
+        spec = spec.model_copy(update={"batch_size": attack_batch(spec, model, x, y, targets)})
+        translation = adapter.translate(spec, model.n_classes)
+    seed_everything(spec.seed)
     b = spec.batch_size
     with model.eval_mode(), model.frozen(), model.counting() as counters:
         started, start = time.time(), time.perf_counter()
@@ -131,6 +136,7 @@ def attack(
         "wall_time_s": wall,
         "samples_per_s": n / wall if wall > 0 else float("inf"),
         "queries_per_sample": counters.forward_samples / n,
+        "batch_size": b,
     }
     return x_adv, {**cost, **counters.as_metrics()}, started
 
@@ -148,7 +154,7 @@ def measure(
     targets = make_targets(spec.targeted, y, clean_logits, spec.seed)
     x_adv, cost, started = attack(spec, translation, model, x, y, targets, progress)
     ended = started + cost["wall_time_s"]
-    adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
+    adv_pred = model.predict(x_adv, cost["batch_size"]).argmax(1)
     result = evaluate_cell(
         x, x_adv, y, clean_logits.argmax(1), adv_pred,
         norm=spec.norm, eps=spec.eps, fixed_budget=spec.kind == "fixed", bounds=model.bounds, targets=targets,

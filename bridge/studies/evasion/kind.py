@@ -60,6 +60,8 @@ class Evasion:
                  "eps": "none" if spec.eps is None else f"{spec.eps:g}", "targeted": spec.targeted,
                  "evaluation": "direct" if task.kind == "attack" else "transfer"}  # fmt: skip
         params = spec.params()
+        if "batch_size" in result.row:  # the batch its attack ran in: `auto` is resolved where the cell runs
+            params["batch_size"] = result.row["batch_size"]
         if task.kind != "transfer":  # the cell's own attack ran (on the victim, or on its stolen copy)
             translation = task.params["translation"]
             params["native_class"] = tags["native_class"] = translation["native_class"]

@@ -11,6 +11,7 @@ from bridge.attacks.adapter import Translation
 from bridge.attacks.catalogue import CATALOGUE, ITERATIVE, NATIVE
 from bridge.attacks.spec import AttackSpec, SpecError, resolve_attack
 from bridge.core.errors import ScenarioError
+from bridge.engine.batch import fixed
 from bridge.engine.recipe import NONE, Recipe
 from bridge.engine.task import Task
 from bridge.studies.evasion.checks import DETERMINISTIC_PARITY
@@ -58,6 +59,12 @@ def expand(scenario: Any) -> list[tuple[int, str, AttackSpec, str]]:
     for i, (origin, entry) in enumerate(entries):
         fields = entry.model_dump(exclude={"toolkit", "eps"})
         fields["seed"] = scenario.seed if entry.seed is None else entry.seed
+        # `batch_size: auto` stays `auto` in the spec, so in the cell's key: the key must be known before any cell
+        # runs (a resumed study skips the cells done), and the number is found only where the cell runs, on its
+        # device, which the driver may not have. A study resumed on another device reuses its cells although that
+        # device might pick another batch: a per-sample attack's result does not depend on its batch (reproduce.py
+        # leaves batch_size out) but possibly through random starts drawn per batch. A cell's row and params say its
+        # batch.
         for eps in entry.eps:
             for toolkit in entry.toolkit:
                 try:
@@ -195,7 +202,7 @@ def _attack_task(cell: Cell, recipe: Recipe, n_samples: int, suffix: bool, neede
     if export != "none":  # part of the task's identity: a resumed study with export on writes the files it lacks
         params["export"] = export
     label = cell_name(spec, cell.variant, recipe.name if suffix else None)
-    units = math.ceil(n_samples / spec.batch_size)
+    units = math.ceil(n_samples / fixed(spec.batch_size))  # `auto`: batches of DEFAULT (CPU); a GPU runs fewer
     return Task(STUDY, "attack", recipe, params, label, toolkits=(spec.toolkit,), units=units,
                 keep=needed or _parity_cell(spec), payload=cell.translation)  # fmt: skip
 

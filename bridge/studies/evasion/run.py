@@ -88,7 +88,7 @@ def run_transfer(task: Task, victim: Victim, inputs: dict[str, Result], progress
     model = victim.model
     x_adv = torch.as_tensor(source.arrays["x_adv"]).to(model.device)
     targets = torch.as_tensor(source.arrays["targets"]).to(model.device) if "targets" in source.arrays else None
-    adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
+    adv_pred = model.predict(x_adv, task.recipe.batch_size).argmax(1)
     result = evaluate_cell(
         victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, norm=spec.norm, eps=spec.eps,
         fixed_budget=spec.kind == "fixed", bounds=model.bounds, targets=targets,
@@ -119,12 +119,12 @@ def run_surrogate(task: Task, victim: Victim, inputs: dict[str, Result], progres
         x_adv, cost, started = attack(spec, translation, thief, victim.x, victim.y, targets, progress)
     except Unsupported as exc:
         return task.result(f"unsupported: {exc}", row={**row, "status": f"unsupported: {exc}"})
-    adv_pred = model.predict(x_adv, spec.batch_size).argmax(1)
+    adv_pred = model.predict(x_adv, task.recipe.batch_size).argmax(1)
     result = evaluate_cell(
         victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, norm=spec.norm, eps=spec.eps,
         fixed_budget=spec.kind == "fixed", bounds=model.bounds, targets=targets,
     )  # fmt: skip
-    metrics = {**result.metrics, "wall_time_s": cost["wall_time_s"], "samples_per_s": cost["samples_per_s"]}
+    metrics = {**result.metrics, **{k: cost[k] for k in ("wall_time_s", "samples_per_s", "batch_size")}}
     if spec.kind == "minimum":
         metrics["median_distance"] = median_distance(Outcome(spec, {}, result.per_sample))
     grid = sample_grid(victim.x, x_adv, victim.y, victim.clean_pred, adv_pred, model.bounds)

@@ -6,6 +6,7 @@ from __future__ import annotations
 from typing import Any
 
 from bridge.core.errors import ScenarioError
+from bridge.engine.batch import fixed
 from bridge.engine.recipe import Recipe
 from bridge.engine.task import Task
 from bridge.studies.extraction.checks import BASELINE
@@ -34,7 +35,7 @@ def native_calls(cfg: ExtractionConfig, query_batch: int) -> dict[tuple[str, int
 
 def plan(scenario: Any) -> dict[tuple[str, int], dict[str, Any]]:
     cfg = scenario.extraction
-    return native_calls(cfg, cfg.query_batch_size or scenario.batch_size)
+    return native_calls(cfg, cfg.query_batch_size or fixed(scenario.batch_size))
 
 
 def base_row(recipe: Recipe, attack: str, budget: int, status: str, native: str | None = None) -> dict[str, Any]:
