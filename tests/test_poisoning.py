@@ -16,7 +16,7 @@ from bridge.core.errors import ScenarioError
 from bridge.scenario.load import load_raw
 from bridge.studies.poisoning import strip, triggers
 from bridge.studies.poisoning.checks import run_checks
-from bridge.studies.poisoning.metrics import detection_rates, success_rate
+from bridge.studies.poisoning.metrics import anomaly, detection_rates, success_rate
 
 PIXEL = {"trigger": "pixel", "distance": 2, "value": None, "image": None, "size": 3, "blend": 1.0}
 PATTERN = PIXEL | {"trigger": "pattern"}
@@ -74,6 +74,47 @@ def test_success_rate_and_detection_rates_by_hand() -> None:
     assert (rates["tpr"], rates["fpr"], rates["n_flagged"]) == (0.5, 0.25, 2.0)
 
 
+def test_anomaly_index_flags_only_an_abnormally_small_mask() -> None:
+    """Neural Cleanse's rule on constructed L1 norms: median 20, MAD 1 (x 1.4826)."""
+    norms = np.array([10.0, 20, 21, 19, 20, 22, 18, 20, 21, 19])
+    index, flagged = anomaly(norms)
+    assert index[0] == pytest.approx(10 / 1.4826) and index[1] == 0.0 and index[5] == pytest.approx(2 / 1.4826)
+    assert flagged.tolist() == [True] + [False] * 9
+    large = norms.copy()
+    large[0] = 30.0  # as far from the median, but a larger trigger than the others': not a backdoor
+    assert anomaly(large)[0][0] == pytest.approx(10 / 1.4826) and not anomaly(large)[1].any()
+    index, flagged = anomaly(np.full(10, 46.0))  # every mask the same (ART's searches that never moved)
+    assert (index == 0).all() and not flagged.any()
+
+
+def test_plan_neural_cleanse_and_gradient_matching_per_framework() -> None:
+    """Neural Cleanse is a task on a Keras model and a row saying why not on a PyTorch one; gradient matching is a
+    row saying why not on a Keras model."""
+    from bridge.engine.recipe import Recipe
+    from bridge.studies.registry import KINDS
+
+    section = {"attacks": [{"attack": "backdoor"}, {"attack": "gradient_matching"}], "fractions": [0.05],
+               "defences": [{"defence": "neural_cleanse"}]}  # fmt: skip
+    plan = load_raw(scenario(**section))
+    recipes = [Recipe(f"small_cnn-{fw}", "small_cnn", {"arch": "small_cnn", "framework": fw}, "none", "none",
+                      {"dataset": "digits"}, 0, "cpu", "fp32", 16, "weights", "evaluated", "trained")
+               for fw in ("torch", "keras")]  # fmt: skip
+    tasks, meta = KINDS["poisoning"].tasks(plan.scenario, plan.studies["poisoning"], recipes, 10)
+    kinds = {(t.recipe.name, t.params["label"], t.kind) for t in tasks}
+    assert ("small_cnn-keras", "backdoor-pixel", "cleanse") in kinds
+    assert not any(kind == "cleanse" and name == "small_cnn-torch" for name, _, kind in kinds)
+    assert not any(name == "small_cnn-keras" and label.startswith("gradient") for name, label, _ in kinds)
+    fixed = {(r["row"]["model"], r["row"]["attack"]): r["row"]["status"] for r in meta["rows"] if "row" in r}
+    assert fixed == {
+        ("small_cnn-torch", "backdoor-pixel"): "unsupported: the model is PyTorch: ART implements NeuralCleanse "
+        "(KerasNeuralCleanse) for Keras models only",
+        ("small_cnn-torch", "gradient_matching-random"): "unsupported: the model is PyTorch: ART implements "
+        "NeuralCleanse (KerasNeuralCleanse) for Keras models only",
+        ("small_cnn-keras", "gradient_matching-random"): "unsupported: the model is Keras: ART implements "
+        "GradientMatchingAttack for PyTorch models only",
+    }
+
+
 def scenario(**section) -> dict:
     poisoning = {"attacks": [{"attack": "backdoor"}], "fractions": [0.1]} | section
     return {"name": "poisoning-quick", "data": {"dataset": "digits", "split": "test"}, "model": {"arch": "small_cnn"},
@@ -89,6 +130,7 @@ REFUSED = [
     ({"attacks": [{"attack": "backdoor", "size": 4}]}, "trigger: image only"),
     ({"defences": [{"defence": "strip"}, {"defence": "strip"}]}, "each once"),
     ({"defences": [{"defence": "spectral", "expected_pp_poison": 1.5}]}, "less than 1"),
+    ({"defences": [{"defence": "neural_cleanse", "n_validation": 16}]}, "at least batch_size"),
 ]
 
 

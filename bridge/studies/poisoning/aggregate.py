@@ -15,14 +15,15 @@ from bridge.studies.poisoning.plots import curve
 KIND = "poisoning"
 TABLE_COLUMNS = [
     "model", "defence", "dataset", "attack", "toolkit", "task", "target", "fraction", "retraining", "status",
-    "n_poison", "fraction_poisoned", "clean_accuracy", "clean_accuracy_reference", "accuracy_drop", "asr",
-    "base_rate", "n_triggered", "tpr", "fpr", "n_flagged", "asr_before", "clean_accuracy_before", "detection_rate",
-    "strip_fpr", "wall_time_s", "run_id",
+    "n_poison", "fraction_poisoned", "label_flipped", "max_perturbation", "clean_accuracy", "clean_accuracy_reference",
+    "accuracy_drop", "asr", "base_rate", "n_triggered", "tpr", "fpr", "n_flagged", "asr_before",
+    "clean_accuracy_before", "detection_rate", "strip_fpr", "anomaly_index", "flagged_classes", "wall_time_s", "run_id",
 ]  # fmt: skip
 CURVE_COLUMNS = ["model", "attack", "target", "fraction", "n_retrainings", "asr_mean", "asr_std", "base_rate",
                  "clean_accuracy_mean", "clean_accuracy_std", "clean_accuracy_reference"]  # fmt: skip
 DETECTION_SHOWN = ["model", "attack", "target", "fraction", "defence", "status", "tpr", "fpr", "n_flagged", "n_poison",
-                   "asr_before", "asr", "clean_accuracy", "detection_rate", "strip_fpr"]  # fmt: skip
+                   "asr_before", "asr", "clean_accuracy", "detection_rate", "strip_fpr", "anomaly_index",
+                   "flagged_classes"]  # fmt: skip
 
 LEGEND = (
     "The victim (the scenario's model) is retrained by the bridge on the training split with a share `fraction` of "
@@ -45,7 +46,11 @@ DETECTION_LEGEND = (
     "the bridge: ART's takes its entropy across the blends instead of across the classes and flags at chance): "
     "`detection_rate` is the share of triggered inputs of other classes STRIP flags, `strip_fpr` the share of clean "
     "evaluation inputs; the threshold is set on clean training samples at the false acceptance rate asked. "
-    "neural_cleanse: ART implements it for Keras classifiers only."
+    "neural_cleanse (ART's, for Keras models only): per class, the smallest trigger (mask and pattern) sending clean "
+    "training samples to it, reverse-engineered; `anomaly_index` is the target's (the distance of its mask's L1 norm "
+    "from the median of the classes', in consistent median absolute deviations, computed by the bridge), "
+    "`flagged_classes` those with an index above 2 and a norm below the median; `asr` and `clean_accuracy` are the "
+    "model's after ART's pruning of the flagged class's neurons (30 % of the last hidden layer)."
 )
 
 
@@ -63,7 +68,7 @@ class Summary:
         parts = [LEGEND, self.curves.to_markdown(index=False, floatfmt=".3f")]
         if len(self.detection):
             parts += [DETECTION_LEGEND, self.detection[DETECTION_SHOWN].to_markdown(index=False, floatfmt=".3f")]
-        stopped = self.table[(self.table["status"] != "ok") & (self.table["task"] != "detect")]
+        stopped = self.table[(self.table["status"] != "ok") & (self.table["defence"] == "none")]
         if len(stopped):
             parts.append("Did not run:\n\n" + stopped[["model", "attack", "task", "target", "fraction",
                                                      "status"]].to_markdown(index=False))  # fmt: skip
@@ -117,7 +122,7 @@ def aggregate(results: list[Result], meta: dict[str, Any]) -> Summary:
         metrics[f"{KIND}.clean_accuracy_mean.{where}"] = float(r.clean_accuracy_mean)
     for r in detection[detection["status"] == "ok"].itertuples():
         where = f"{r.model.replace('/', '-')}.{r.attack}.target{r.target}.fraction{r.fraction:g}.{r.defence}"
-        for name in ("tpr", "fpr", "asr", "detection_rate", "strip_fpr"):
+        for name in ("tpr", "fpr", "asr", "detection_rate", "strip_fpr", "anomaly_index"):
             if pd.notna(getattr(r, name)):
                 metrics[f"{KIND}.{name}.{where}"] = float(getattr(r, name))
     record = Aggregate(files, {f"{KIND}/table.json": table, f"{KIND}/checks.json": checks}, metrics)

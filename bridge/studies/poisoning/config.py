@@ -8,7 +8,7 @@ poisoning:
     - {attack: backdoor, trigger: pattern}
     - {attack: backdoor, trigger: image, image: trigger.png, size: 3, blend: 0.8}
     - {attack: clean_label, trigger: pattern, eps: 0.1, retrainings: 3}   # ART PoisoningAttackCleanLabelBackdoor
-    - {attack: gradient_matching, epsilon: 0.1, n_triggers: 5, retrainings: 3}  # ART GradientMatchingAttack
+    - {attack: gradient_matching, epsilon: 0.1, n_triggers: 5, retrainings: 3}  # ART GradientMatchingAttack (PyTorch)
   fractions: [0.01, 0.03, 0.1]    # the share of the training set poisoned: one point of each curve per fraction
                                    # (an attack's own `fractions:` replaces them for it)
   targets: [0]                     # the attacker's target class(es)
@@ -16,7 +16,7 @@ poisoning:
     - {defence: activation}        # ART ActivationDefence on the poisoned training set
     - {defence: spectral}          # ART SpectralSignatureDefense
     - {defence: strip}             # STRIP at run time (the bridge's: ART's entropy is on the wrong axis)
-    - {defence: neural_cleanse}    # ART NeuralCleanse: Keras classifiers only
+    - {defence: neural_cleanse}    # ART NeuralCleanse: Keras models only (framework: keras)
   max_accuracy_drop: 0.05          # poisoning_stealthy: a poisoned model may lose this much clean accuracy
   asr_tolerance: 0.1               # backdoor_learned: an ASR within this of the base rate was not learned
 ```
@@ -101,21 +101,27 @@ class CleanLabel(Trigger, Attack):
 
 
 class GradientMatching(Attack):
-    """ART's GradientMatchingAttack (Witches' Brew): target-class samples perturbed within `epsilon` so that a model
-    trained on them classifies `n_triggers` chosen test images (of other classes) as the target."""
+    """ART's GradientMatchingAttack (Witches' Brew): target-class samples perturbed within `epsilon` (L-inf, in the
+    data's units) so that a model trained on them classifies `n_triggers` chosen test images (of other classes) as
+    the target. `trigger_choice`: `random` test images, or the `closest`: those to which the clean model gives the
+    target the highest probability (on digits, a random image of another class was moved by no retraining at L-inf 0.3
+    and the closest by every one: README's poisoning paragraph)."""
 
     attack: Literal["gradient_matching"]
     epsilon: float = Field(0.1, gt=0)
     max_trials: PositiveInt = 1
-    max_epochs: PositiveInt = 20  # of the poison optimisation
-    learning_rate: float = Field(0.1, gt=0)  # ART's schedule, scaled: /10 at 40 %, 60 %, 80 % and 88 % of the epochs
+    max_epochs: PositiveInt = 20  # of the poison optimisation (one signed Adam step per batch of poisons)
+    # ART's schedule scaled to max_epochs: learning_rate, /10, /100, /1000 with milestones at 40, 60, 80 and 88 % of
+    # the epochs; ART's schedule skips its first milestone, so the rate drops at 60, 80 and 88 %
+    learning_rate: float = Field(0.1, gt=0)
     batch_size: PositiveInt = 64
     n_triggers: PositiveInt = 5  # test images of non-target classes the poison aims at (the ASR's inputs)
+    trigger_choice: Literal["random", "closest"] = "random"
     retrainings: PositiveInt = 3
 
     @property
     def label(self) -> str:
-        return "gradient_matching"
+        return f"gradient_matching-{self.trigger_choice}"
 
 
 AttackEntry = Annotated[Backdoor | CleanLabel | GradientMatching, Field(discriminator="attack")]
@@ -151,13 +157,34 @@ class Strip(Strict):
 
 
 class NeuralCleanse(Strict):
-    """ART's NeuralCleanse: it takes Keras classifiers only (a row says so for PyTorch models)."""
+    """ART's NeuralCleanse (KerasNeuralCleanse; ART implements it for Keras models only, a row says so for PyTorch
+    ones): per class, the smallest mask and pattern that send clean inputs to it, reverse-engineered on clean
+    training samples; the bridge computes each class's anomaly index from the masks' L1 norms, and measures the
+    model after ART's pruning mitigation. ART's defaults except `steps` (1000 per class)."""
 
     defence: Literal["neural_cleanse"]
+    steps: PositiveInt = 100  # per class, each of n_validation // batch_size batches
+    init_cost: float = Field(1e-3, gt=0)
+    norm: Literal[1, 2] = 2
+    learning_rate: float = Field(0.1, gt=0)
+    attack_success_threshold: float = Field(0.99, gt=0, le=1)
+    patience: PositiveInt = 5
+    early_stop: bool = True
+    early_stop_threshold: float = Field(0.99, gt=0, le=1)
+    early_stop_patience: PositiveInt = 10
+    cost_multiplier: float = Field(1.5, gt=1)
+    batch_size: PositiveInt = 32
+    n_validation: PositiveInt = 200  # clean training samples (untouched by the attack) the triggers are sought on
+
+    @model_validator(mode="after")
+    def _batches(self) -> NeuralCleanse:
+        if self.n_validation < self.batch_size:
+            raise ValueError("n_validation must be at least batch_size: ART runs n_validation // batch_size batches "
+                             "per step")  # fmt: skip
+        return self
 
 
 DefenceEntry = Annotated[Activation | Spectral | Strip | NeuralCleanse, Field(discriminator="defence")]
-DETECTORS = ("activation", "spectral")  # training-set detection defences: flagged samples removed, victim retrained
 
 
 class Section(Strict):
@@ -189,8 +216,25 @@ FIELDS: dict[str, tuple[Any, Any]] = {"poisoning": (PoisoningConfig | None, None
 
 def unsupported(cfg: ModelConfig) -> str | None:
     """Why the poisoning study cannot run on model `cfg` (a row says so), or None."""
-    if not cfg.trained_here or cfg.framework != "torch":
-        return "the bridge retrains the victim on the poisoned set: a PyTorch zoo arch trained here is needed"
+    if not cfg.trained_here:
+        return "the bridge retrains the victim on the poisoned set: it must be a zoo arch trained here (PyTorch, Keras)"
+    return None
+
+
+def attack_unsupported(cfg: ModelConfig, entry: Any) -> str | None:
+    """Why `entry` cannot poison model `cfg` (a row says so), or None."""
+    if entry.attack == "gradient_matching" and cfg.framework != "torch":
+        return "the model is Keras: ART implements GradientMatchingAttack for PyTorch models only"
+    return None
+
+
+def neural_cleanse_unsupported(cfg: ModelConfig) -> str | None:
+    """Why ART's NeuralCleanse cannot run on model `cfg` (a row says so), or None."""
+    if cfg.framework != "keras":
+        return "the model is PyTorch: ART implements NeuralCleanse (KerasNeuralCleanse) for Keras models only"
+    if cfg.normalize is not None:
+        return ("ART's KerasNeuralCleanse calls the Keras network on raw inputs, without the classifier's "
+                "preprocessing: a model with normalize would be probed on unnormalised inputs")  # fmt: skip
     return None
 
 

@@ -1,7 +1,8 @@
 """The poisoning study planned: per victim, attack and target, the clean model's `reference` (fraction 0, the ASR's
 base rate); per fraction, one `craft` task (the poisoned samples), one `train` task per retraining (the victim
 retrained on the poisoned set), and per defence one `detect` task (activation, spectral: flagged samples removed,
-victim retrained) or `strip` task (run-time detection); Neural Cleanse is a row saying why it cannot run."""
+victim retrained), `strip` task (run-time detection) or `cleanse` task (Neural Cleanse, Keras models only: on a
+PyTorch model it is a row saying why it cannot run)."""
 
 from __future__ import annotations
 
@@ -11,10 +12,16 @@ from bridge.core.errors import ScenarioError
 from bridge.engine.recipe import NONE, Recipe
 from bridge.engine.task import Task
 from bridge.models.config import ModelConfig
-from bridge.studies.poisoning.config import DETECTORS, PoisoningConfig, Section, unsupported
+from bridge.studies.poisoning.config import (
+    PoisoningConfig,
+    Section,
+    attack_unsupported,
+    neural_cleanse_unsupported,
+    unsupported,
+)
 
 STUDY = "poisoning"
-NEURAL_CLEANSE = "unsupported: ART's NeuralCleanse takes Keras classifiers only"
+KINDS = {"activation": "detect", "spectral": "detect", "strip": "strip", "neural_cleanse": "cleanse"}
 
 
 def plan(scenario: Any, n_classes: int) -> PoisoningConfig:
@@ -44,15 +51,17 @@ def tasks(scenario: Any, cfg: PoisoningConfig, recipes: list[Recipe]) -> tuple[l
     rows: list[dict[str, Any]] = []
     for recipe in recipes:
         where = suffix.format(recipe.name)
-        why = unsupported(ModelConfig.model_validate(recipe.model))
+        model = ModelConfig.model_validate(recipe.model)
+        why = unsupported(model)
         if why is None and recipe.defence != NONE:
             why = "the poisoning study retrains the undefended model; its defences are the section's `defences`"
+        cleanse = neural_cleanse_unsupported(model)
         for entry in cfg.attacks:
             for target in cfg.targets:
                 common = {"section": section, "attack": entry.model_dump(mode="json"), "label": entry.label,
                           "target": target}  # fmt: skip
-                if why is not None:
-                    rows.append({"row": base_row(recipe, common, "reference", f"unsupported: {why}")})
+                if (refused := why or attack_unsupported(model, entry)) is not None:
+                    rows.append({"row": base_row(recipe, common, "reference", f"unsupported: {refused}")})
                     continue
                 ref = Task(STUDY, "reference", recipe, common, f"poisoning {entry.label} clean t={target}{where}")
                 out.append(ref)
@@ -71,10 +80,10 @@ def tasks(scenario: Any, cfg: PoisoningConfig, recipes: list[Recipe]) -> tuple[l
                         rows.append({"task": train.key})
                     for defence in cfg.defences:
                         params = {**at, "defence": defence.model_dump(mode="json")}
-                        if defence.defence == "neural_cleanse":
-                            rows.append({"row": base_row(recipe, params, "detect", NEURAL_CLEANSE)})
+                        kind = KINDS[defence.defence]
+                        if kind == "cleanse" and cleanse is not None:
+                            rows.append({"row": base_row(recipe, params, kind, f"unsupported: {cleanse}")})
                             continue
-                        kind = "detect" if defence.defence in DETECTORS else "strip"
                         task = Task(STUDY, kind, recipe, params, f"poisoning {defence.defence} {name}", depends=needs,
                                     toolkits=("art",))  # fmt: skip
                         out.append(task)

@@ -4,8 +4,10 @@
 poisoned models are compared with. `craft`: the poisoned training samples (ART), stored as arrays. `train`: the
 victim retrained on the poisoned set (one training seed per retraining). `detect`: a detection defence's flagged
 samples against the known poisons, then the victim retrained without them. `strip`: STRIP's run-time decisions on
-triggered and clean inputs. Every model is trained through `build_model` (cached by config and the exact training
-samples, so the poison is part of the key) and every number is computed here from the bridge's own predictions.
+triggered and clean inputs. `cleanse`: Neural Cleanse's reverse-engineered triggers (ART, Keras models), the anomaly
+index per class, and the model after ART's pruning. Every model (PyTorch or Keras) is trained through `build_model`
+(cached by config and the exact training samples, so the poison is part of the key) and every number is computed
+here from the bridge's own predictions.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import numpy as np
 import pandas as pd
 import torch
 from pydantic import TypeAdapter
-from torch import nn
 
 from bridge.data.config import DataConfig
 from bridge.data.dataset import Dataset
@@ -29,10 +30,18 @@ from bridge.engine.task import Task
 from bridge.engine.victim import load_data, victim
 from bridge.models.build import build_model
 from bridge.models.config import ModelConfig
+from bridge.models.keras import KerasModel
 from bridge.models.shared import resolve_device
 from bridge.studies.poisoning import strip, triggers
 from bridge.studies.poisoning.config import AttackEntry, DefenceEntry
-from bridge.studies.poisoning.metrics import accuracy, detection_rates, success_rate
+from bridge.studies.poisoning.metrics import (
+    Net,
+    accuracy,
+    anomaly,
+    detection_rates,
+    device_of,
+    success_rate,
+)
 from bridge.studies.poisoning.plan import base_row
 
 BATCH = 512  # of the bridge's own forward passes
@@ -64,35 +73,55 @@ def _device(task: Task) -> torch.device:
 
 
 @torch.no_grad()
-def predict(net: nn.Module, x: torch.Tensor) -> np.ndarray:
-    device = next(net.parameters()).device
+def predict(net: Net, x: torch.Tensor) -> np.ndarray:
+    device = device_of(net)
     return torch.cat([net(b.to(device)).argmax(1).cpu() for b in x.split(BATCH)]).numpy()
+
+
+def clean_model(task: Task) -> Net:
+    """The clean victim (the scenario's model trained on the clean train split), kept per process."""
+    model = victim(task.recipe).model
+    return model if isinstance(model, KerasModel) else model.net
 
 
 def triggered(task: Task, evaluation: Dataset) -> tuple[torch.Tensor, np.ndarray]:
     """The inputs the ASR is measured on, with their true classes: the evaluation samples with the trigger placed,
-    or for gradient matching the `n_triggers` evaluation samples of other classes the poison aims at."""
+    or for gradient matching the `n_triggers` evaluation samples of other classes the poison aims at (a seeded
+    draw, or those the clean model gives the highest probability of the target)."""
     entry, target = _entry(task), task.params["target"]
     if entry.attack != "gradient_matching":
         return triggers.apply(evaluation.x, entry.model_dump(mode="json"), evaluation.bounds), evaluation.y.numpy()
     others = np.flatnonzero(evaluation.y.numpy() != target)
     if entry.n_triggers > len(others):
         raise ValueError(f"n_triggers {entry.n_triggers}: only {len(others)} evaluation samples of other classes")
-    seed = task.params["section"]["seed"]
-    chosen = np.sort(np.random.default_rng([seed, target]).choice(others, entry.n_triggers, replace=False))
+    if entry.trigger_choice == "closest":
+        logits = victim(task.recipe).clean_logits.cpu()  # on the evaluation samples
+        p = logits[torch.from_numpy(others)].softmax(1)[:, target].numpy()
+        chosen = np.sort(others[np.argsort(-p, kind="stable")[: entry.n_triggers]])
+    else:
+        seed = task.params["section"]["seed"]
+        chosen = np.sort(np.random.default_rng([seed, target]).choice(others, entry.n_triggers, replace=False))
     return evaluation.x[torch.from_numpy(chosen)], evaluation.y.numpy()[chosen]
 
 
 def victim_config(task: Task, retraining: int) -> ModelConfig:
-    """The recipe's model, its training seed moved by `retraining` (each retraining its own initialisation)."""
+    """The recipe's model, its training seed moved by `retraining` (each retraining its own initialisation and batch
+    order), and one further for the attacks crafted on the clean model (clean-label, gradient matching): no victim
+    retrained on their poison starts from the initialisation and batch order of the model the poison was made on."""
     cfg = ModelConfig.model_validate(task.recipe.model)
-    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"seed": cfg.training.seed + retraining})})
+    seed = cfg.training.seed + retraining + (_entry(task).attack != "backdoor")
+    return cfg.model_copy(update={"training": cfg.training.model_copy(update={"seed": seed})})
 
 
-def train_on(task: Task, data: Dataset, retraining: int = 0) -> nn.Module:
-    """The victim trained on `data` (or loaded from the model cache), in eval mode on the recipe's device."""
-    net, _ = build_model(victim_config(task, retraining), data, log=lambda _: None, device=_device(task))
-    return net
+def train_on(task: Task, data: Dataset, retraining: int = 0) -> Net:
+    """The victim trained on `data` (or loaded from the model cache), in eval mode on the recipe's device; a Keras
+    network behind a KerasModel."""
+    cfg = victim_config(task, retraining)
+    net, _ = build_model(cfg, data, log=lambda _: None, device=_device(task))
+    if cfg.framework != "keras":
+        return net
+    norm = None if cfg.normalize is None else (cfg.normalize.mean, cfg.normalize.std)
+    return KerasModel(net, data.input_shape, data.n_classes, data.bounds, task.recipe.device, task.recipe.name, norm)
 
 
 def poisoned_set(train: Dataset, craft: Result) -> tuple[Dataset, np.ndarray]:
@@ -113,7 +142,7 @@ def _inputs(inputs: dict[str, Result]) -> tuple[Result, Result]:
     return by_kind["craft"], by_kind["reference"]
 
 
-def _measure(net: nn.Module, evaluation: Dataset, x_trig: torch.Tensor, y_trig: np.ndarray, target: int) -> dict:
+def _measure(net: Net, evaluation: Dataset, x_trig: torch.Tensor, y_trig: np.ndarray, target: int) -> dict:
     """Clean accuracy on the evaluation samples and ASR on the triggered inputs."""
     asr, n = success_rate(predict(net, x_trig), y_trig, target)
     return {"clean_accuracy": accuracy(predict(net, evaluation.x), evaluation.y.numpy()), "asr": asr,
@@ -124,8 +153,7 @@ def run_reference(task: Task, inputs: dict[str, Result], progress: Progress) -> 
     """The clean victim (the scenario's model on the clean train split): the ASR's base rate, the clean accuracy."""
     evaluation, _ = _data(task)
     x_trig, y_trig = triggered(task, evaluation)
-    net = victim(task.recipe).model.net
-    metrics = _measure(net, evaluation, x_trig, y_trig, task.params["target"])
+    metrics = _measure(clean_model(task), evaluation, x_trig, y_trig, task.params["target"])
     metrics |= {"base_rate": metrics["asr"], "clean_accuracy_reference": metrics["clean_accuracy"]}
     progress(1)
     return task.result("ok", row={**base_row(task.recipe, task.params, "reference", "ok"), **metrics}, metrics=metrics)
@@ -159,7 +187,7 @@ def run_craft(task: Task, inputs: dict[str, Result], progress: Progress) -> Resu
         if fraction >= share:
             raise ValueError(f"{entry.attack} poisons target-class samples: fraction {fraction:g} is not below the "
                              f"target class's share of the training set ({share:.3f})")  # fmt: skip
-        net = victim(task.recipe).model.net
+        net = clean_model(task)
         if entry.attack == "clean_label":
             proxy = art.estimator(net, train.input_shape, k, bounds, _device(task))
             poisoned = art.clean_label(proxy, _trigger_fn(entry, bounds), x, y, target, fraction / share, entry, seed)
@@ -214,7 +242,10 @@ def run_detect(task: Task, inputs: dict[str, Result], progress: Progress) -> Res
     data, poisoned = poisoned_set(train, craft)
     net = train_on(task, data)
     defence, art = _defence(task), _art()
-    classifier = art.estimator(net, train.input_shape, train.n_classes, train.bounds, _device(task))
+    if isinstance(net, KerasModel):  # ART's defences read the Keras network's layers
+        classifier = art.keras_classifier(net)
+    else:
+        classifier = art.estimator(net, train.input_shape, train.n_classes, train.bounds, _device(task))
     detect = art.activation_flags if defence.defence == "activation" else art.spectral_flags
     flagged = detect(classifier, data.x.numpy(), data.y.numpy(), defence, _seed(task, 1))
     metrics = detection_rates(flagged, poisoned)
@@ -234,6 +265,13 @@ def run_detect(task: Task, inputs: dict[str, Result], progress: Progress) -> Res
     return task.result("ok", row=row, metrics=metrics, per_sample=per_sample, started=started, ended=time.time())
 
 
+def untouched(poisoned: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """Indices of `n` training samples the attack did not touch (all of them if fewer), a seeded draw, sorted: the
+    clean samples a run-time defence is calibrated or searched on."""
+    clean = np.flatnonzero(~poisoned)
+    return np.sort(np.random.default_rng(seed).choice(clean, min(n, len(clean)), replace=False))
+
+
 def run_strip(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:
     """STRIP on the victim trained on the poisoned set (retraining 0), its threshold set on clean training samples
     the attack did not touch: the share of triggered inputs (other classes) it flags, and of clean inputs."""
@@ -243,8 +281,7 @@ def run_strip(task: Task, inputs: dict[str, Result], progress: Progress) -> Resu
     data, poisoned = poisoned_set(train, craft)
     net = train_on(task, data)
     defence, target, seed = _defence(task), task.params["target"], _seed(task, 2)
-    clean = np.flatnonzero(~poisoned)
-    chosen = np.sort(np.random.default_rng(seed).choice(clean, min(defence.n_validation, len(clean)), replace=False))
+    chosen = untouched(poisoned, defence.n_validation, seed)
     x_trig, y_trig = triggered(task, evaluation)
     x_trig = x_trig[torch.from_numpy(y_trig != target)]
     x_val = train.x[torch.from_numpy(chosen)]
@@ -259,5 +296,41 @@ def run_strip(task: Task, inputs: dict[str, Result], progress: Progress) -> Resu
     return task.result("ok", row=row, metrics=metrics, started=started, ended=time.time())
 
 
+def run_cleanse(task: Task, inputs: dict[str, Result], progress: Progress) -> Result:
+    """Neural Cleanse (ART, Keras models) on the victim trained on the poisoned set (retraining 0), its triggers
+    sought on clean training samples the attack did not touch: each class's mask L1 norm and anomaly index (computed
+    here), the classes flagged, and the clean accuracy and ASR of the model ART's pruning left."""
+    started = time.time()
+    craft, reference = _inputs(inputs)
+    evaluation, train = _data(task)
+    if tuple(train.bounds) != (0.0, 1.0):
+        status = f"unsupported: ART's NeuralCleanse draws its trigger patterns in [0, 1]; the data's are {train.bounds}"
+        return task.result(status, row=base_row(task.recipe, task.params, "cleanse", status))
+    data, poisoned = poisoned_set(train, craft)
+    model = train_on(task, data)
+    defence, target, seed = _defence(task), task.params["target"], _seed(task, 3)
+    chosen = untouched(poisoned, defence.n_validation, seed)
+    x_trig, y_trig = triggered(task, evaluation)
+    before = _measure(model, evaluation, x_trig, y_trig, target)
+    masks, mitigated = _art().neural_cleanse(model, data.x[torch.from_numpy(chosen)].numpy(), data.y.numpy()[chosen],
+                                             defence, seed)  # fmt: skip
+    after = _measure(model, evaluation, x_trig, y_trig, target)  # the network ART pruned in place
+    norms = np.abs(masks).reshape(len(masks), -1).sum(1)
+    index, flagged = anomaly(norms)
+    metrics = {"anomaly_index": float(index[target]), "target_flagged": float(flagged[target]),
+               "mask_l1": float(norms[target]), "asr_before": before["asr"],
+               "clean_accuracy_before": before["clean_accuracy"], "asr": after["asr"],
+               "clean_accuracy": after["clean_accuracy"], "base_rate": reference.row["asr"],
+               "clean_accuracy_reference": reference.row["clean_accuracy"],
+               "fraction_poisoned": craft.row["fraction_poisoned"], "wall_time_s": time.time() - started}  # fmt: skip
+    per_sample = pd.DataFrame({"mask_l1": norms, "anomaly_index": index, "flagged": flagged,
+                               "mitigated": np.isin(np.arange(len(norms)), mitigated)})  # fmt: skip
+    per_sample.index.name = "class"
+    progress(1)
+    row = {**base_row(task.recipe, task.params, "cleanse", "ok"), **metrics,
+           "flagged_classes": " ".join(map(str, np.flatnonzero(flagged)))}  # fmt: skip
+    return task.result("ok", row=row, metrics=metrics, per_sample=per_sample, started=started, ended=time.time())
+
+
 RUNNERS = {"reference": run_reference, "craft": run_craft, "train": run_train, "detect": run_detect,
-           "strip": run_strip}  # fmt: skip
+           "strip": run_strip, "cleanse": run_cleanse}  # fmt: skip

@@ -18,13 +18,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 from scipy.stats import norm
-from torch import nn
+
+from bridge.studies.poisoning.metrics import Net, device_of
 
 
 @torch.no_grad()
-def scores(net: nn.Module, x: torch.Tensor, pool: torch.Tensor, num_samples: int, seed: int) -> np.ndarray:
+def scores(net: Net, x: torch.Tensor, pool: torch.Tensor, num_samples: int, seed: int) -> np.ndarray:
     """Each input's mean entropy (bits) of the model's probabilities over its `num_samples` blends with `pool`."""
-    device = next(net.parameters()).device
+    device = device_of(net)
     generator = torch.Generator().manual_seed(seed)
     out = []
     for xi in x:
@@ -40,7 +41,7 @@ def threshold(clean_scores: np.ndarray, false_acceptance_rate: float) -> float:
     return float(norm.ppf(false_acceptance_rate, loc=mean, scale=std))
 
 
-def flags(net: nn.Module, x: torch.Tensor, validation: torch.Tensor, num_samples: int, false_acceptance_rate: float,
+def flags(net: Net, x: torch.Tensor, validation: torch.Tensor, num_samples: int, false_acceptance_rate: float,
           seed: int) -> np.ndarray:  # fmt: skip
     """True where STRIP flags an input of `x` as triggered, its threshold set on the clean `validation` inputs, which
     are also the images every input is blended with."""
