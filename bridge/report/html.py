@@ -10,6 +10,7 @@ it; every check; the scenario.
 from __future__ import annotations
 
 import base64
+import functools
 import math
 from dataclasses import dataclass
 from typing import Any
@@ -115,7 +116,9 @@ def _md_cell(value: Any) -> str:
     return str(value).replace("|", "\\|").replace("\n", " ")
 
 
+@functools.cache
 def _environment() -> jinja2.Environment:
+    """The templates' environment, built once per process: it compiles each template once (about 0.1 s)."""
     env = jinja2.Environment(
         loader=jinja2.PackageLoader("bridge.report", "templates"),
         autoescape=jinja2.select_autoescape(enabled_extensions=("html.j2",), default_for_string=False),

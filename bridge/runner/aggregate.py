@@ -22,6 +22,7 @@ from bridge.engine.result import Aggregate, Result
 from bridge.engine.store import ROLE, Store
 from bridge.runner.inputs import PLAN
 from bridge.runner.reproduce import commands
+from bridge.scenario import reading
 from bridge.studies.registry import KINDS
 
 REPORT_HTML, REPORT_MD = "report/report.html", "report/report.md"
@@ -164,7 +165,7 @@ def report_view(store: Store, run_id: str, summaries: dict[str, Any], results: l
     n_samples = int(json.loads(run.data.params.get("n_samples", "0")))
     cells = [r for r in results if r.run_id and "spec" in r.params]
     written = [a.path for a in client.list_artifacts(run_id, "scenario") if a.path != RESOLVED]
-    resolved = yaml.safe_load(_artifact(client, run_id, RESOLVED))["scenario"]
+    resolved = reading.recorded(_artifact(client, run_id, RESOLVED))["scenario"]
     scenario_file = Path(written[0]).name if written else ""
     text = _artifact(client, run_id, written[0]).decode() if written else yaml.safe_dump(resolved, sort_keys=False)
     specs = {r.run_id: r.params["spec"] for r in cells}

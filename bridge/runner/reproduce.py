@@ -20,6 +20,7 @@ from bridge.attacks.catalogue import NATIVE
 from bridge.defences.grid import TrainingDefence, entry_name, parse_entry
 from bridge.defences.preprocessing import DEFENCE_CLASSES
 from bridge.models.config import ModelConfig
+from bridge.scenario import reading
 from bridge.scenario.load import apply_overrides
 from bridge.scenario.schema import Scenario
 from bridge.studies.evasion.config import transfer_kinds
@@ -153,7 +154,7 @@ def scenario_as_run(
     scenario), and those overrides (None: the file does not validate on its own, so they are not known)."""
     if not scenario_file:
         return _minimal_entries(resolved), []
-    written = yaml.safe_load(scenario_text)
+    written = reading.recorded(scenario_text)
     recovered = run_overrides(written, resolved)
     return apply_overrides(copy.deepcopy(written), recovered or []), recovered
 
