@@ -108,11 +108,11 @@ def test_a_new_store_created_by_many_processes_at_once_is_usable(tmp_path) -> No
     uri = f"sqlite:///{tmp_path / 'mlflow.db'}"
     code = f"from bridge.engine.store import Store; s = Store({uri!r}, 'race'); print(s.create_parent('p', {{}}))"
     procs = [subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-             for _ in range(6)]  # fmt: skip
+             for _ in range(4)]  # fmt: skip
     outs = [p.communicate() for p in procs]
     assert all(p.returncode == 0 for p in procs), [err for _, err in outs if err][-1:]
     runs = MlflowClient(uri).search_runs([MlflowClient(uri).get_experiment_by_name("race").experiment_id])
-    assert len(runs) == 6
+    assert len(runs) == 4
 
 
 def test_changes_name_what_differs_between_two_plans() -> None:
