@@ -58,6 +58,7 @@ def _artifact(run_id: str, path: str) -> pd.DataFrame:
     return pd.read_csv(io.StringIO(mlflow.artifacts.load_text(f"runs:/{run_id}/{path}")))
 
 
+@pytest.mark.slow  # a whole scenario: 4 defended models x 2 attacks x 3 toolkits, transfer, robustness, detector
 def test_defence_grid_end_to_end(store: str, model_cache: str) -> None:
     raw = scenario(
         seed=0, device="cpu", batch_size=60,
